@@ -1,0 +1,72 @@
+"""Nodes of the featurize pipeline."""
+
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from fruit_pipeline import engine
+
+
+def label_images(raw_images: DataFrame) -> DataFrame:
+    """Label each image file with the name of the folder that holds it."""
+    if raw_images.select("path").isEmpty():
+        raise ValueError(
+            "No image files found under the images root (catalog entry raw_images, global "
+            "images_root or `--params images_root=...`): it must hold one folder per class of "
+            ".jpg files."
+        )
+    # Spark gives paths as URIs: folder names come percent-encoded ("Apple%20Golden%201").
+    parent_folder = F.regexp_extract("path", r"([^/]+)/[^/]+$", 1)
+    label = F.url_decode(F.regexp_replace(parent_folder, r"\+", "%2B"))
+    return raw_images.select("path", label.alias("label"), "content")
+
+
+def featurize_images(
+    labelled_images: DataFrame, featurize: dict[str, Any]
+) -> tuple[DataFrame, pd.DataFrame]:
+    """Embed every image with MobileNetV2; set apart the files that could not be read."""
+    weights = engine.load_feature_weights(featurize["weights"])
+    embedded = engine.embed_images(
+        labelled_images,
+        weights=weights,
+        batch_size=featurize["batch_size"],
+        max_image_pixels=featurize["max_image_pixels"],
+        tf_threads=featurize["tf_intra_op_threads"],
+        partitions=featurize["partitions"],
+    )
+    image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
+    image_rejects = (
+        embedded.where(F.col("reason").isNotNull())
+        .select("path", "label", "reason")
+        .orderBy("path")
+        .toPandas()
+    )
+    return image_features, image_rejects
+
+
+def summarize_featurization(
+    raw_images: DataFrame, image_features: DataFrame, image_rejects: pd.DataFrame
+) -> dict[str, Any]:
+    """Count listed, featurized and rejected files; fail if any file went missing."""
+    listed = raw_images.select("path").count()
+    featurized = image_features.count()
+    rejected = len(image_rejects)
+    if featurized + rejected != listed:
+        raise RuntimeError(
+            f"{listed} files were listed but {featurized} featurized + {rejected} rejected "
+            f"= {featurized + rejected}: files were lost or counted twice."
+        )
+    return {
+        "files_listed": listed,
+        "featurized": featurized,
+        "rejected": rejected,
+        "rejected_by_reason": {
+            reason: int(count) for reason, count in image_rejects["reason"].value_counts().items()
+        },
+        "images_by_label": {
+            row["label"]: row["count"]
+            for row in image_features.groupBy("label").count().orderBy("label").collect()
+        },
+    }
