@@ -11,10 +11,12 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import fsspec
 import numpy as np
 import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
@@ -24,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 INPUT_SIZE = 224  # MobileNetV2's ImageNet input, width and height
 FEATURE_SIZE = 1280  # its global-average-pooled vector, the layer before the classifier
+# Spark's file sources skip files of 0 bytes: they are listed, never read.
+UNREAD_REASON = "empty file (0 bytes)"
 EMBEDDING_SCHEMA = "path string, label string, features array<float>, reason string"
 
 # One feature model per Python worker process, reused by the tasks it runs.
@@ -89,23 +93,18 @@ def _imagenet_weights() -> list[np.ndarray]:
 
 
 def _file_weights(source: str) -> list[np.ndarray]:
-    protocol = fsspec.utils.get_protocol(source)
-    if protocol == "file":
-        local_path = fsspec.utils.strip_protocol(source)
-        if not os.path.isfile(local_path):
-            raise FileNotFoundError(
-                f"featurize.weights names {source!r}, which is not a file. Give the path or URL "
-                "of a MobileNetV2 .h5 weights file (with its top), 'imagenet' or null."
-            )
-        return build_feature_model(local_path).get_weights()
+    filesystem, path = fsspec.core.url_to_fs(source)
+    if not filesystem.isfile(path):
+        raise FileNotFoundError(
+            f"featurize.weights names {source!r}, which is not a file. Give the path or URL "
+            "of a MobileNetV2 .h5 weights file (with its top), 'imagenet' or null."
+        )
+    if isinstance(filesystem, LocalFileSystem):
+        return build_feature_model(path).get_weights()
+    # Keras reads local files only: remote weights are copied once, on the driver.
     with tempfile.TemporaryDirectory() as folder:
-        local_path = os.path.join(folder, os.path.basename(source))
-        try:
-            fsspec.filesystem(protocol).get(source, local_path)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(
-                f"featurize.weights names {source!r}, which does not exist."
-            ) from error
+        local_path = os.path.join(folder, os.path.basename(path))
+        filesystem.get(path, local_path)
         return build_feature_model(local_path).get_weights()
 
 
@@ -135,6 +134,20 @@ def embed_images(
     )
     # Both the features and the rejects are written from this one pass over the images.
     return embedded.persist(StorageLevel.DISK_ONLY)
+
+
+def unread_files(images: DataFrame) -> DataFrame:
+    """Paths that Spark listed for a file source but never read (it skips files of 0 bytes)."""
+    listed = [(_spark_path(uri),) for uri in images.inputFiles()]
+    listed_files = images.sparkSession.createDataFrame(listed, "path string")
+    return listed_files.join(images.select("path"), "path", "left_anti")
+
+
+def _spark_path(uri: str) -> str:
+    # inputFiles() gives percent-encoded URIs; the path column holds Hadoop's plain form.
+    parts = urlsplit(uri)
+    authority = f"//{parts.netloc}" if parts.netloc else ""
+    return f"{parts.scheme}:{authority}{unquote(parts.path)}"
 
 
 def _partition_embedder(

@@ -3,7 +3,7 @@
 from typing import Any
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline import engine
@@ -17,10 +17,7 @@ def label_images(raw_images: DataFrame) -> DataFrame:
             "images_root or `--params images_root=...`): it must hold one folder per class of "
             ".jpg files."
         )
-    # Spark gives paths as URIs: folder names come percent-encoded ("Apple%20Golden%201").
-    parent_folder = F.regexp_extract("path", r"([^/]+)/[^/]+$", 1)
-    label = F.url_decode(F.regexp_replace(parent_folder, r"\+", "%2B"))
-    return raw_images.select("path", label.alias("label"), "content")
+    return raw_images.select("path", _folder_name("path").alias("label"), "content")
 
 
 def featurize_images(
@@ -37,9 +34,13 @@ def featurize_images(
         partitions=featurize["partitions"],
     )
     image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
+    unread = engine.unread_files(labelled_images).select(
+        "path", _folder_name("path").alias("label"), F.lit(engine.UNREAD_REASON).alias("reason")
+    )
     image_rejects = (
         embedded.where(F.col("reason").isNotNull())
         .select("path", "label", "reason")
+        .unionByName(unread)
         .orderBy("path")
         .toPandas()
     )
@@ -50,7 +51,7 @@ def summarize_featurization(
     raw_images: DataFrame, image_features: DataFrame, image_rejects: pd.DataFrame
 ) -> dict[str, Any]:
     """Count listed, featurized and rejected files; fail if any file went missing."""
-    listed = raw_images.select("path").count()
+    listed = len(raw_images.inputFiles())
     featurized = image_features.count()
     rejected = len(image_rejects)
     if featurized + rejected != listed:
@@ -70,3 +71,7 @@ def summarize_featurization(
             for row in image_features.groupBy("label").count().orderBy("label").collect()
         },
     }
+
+
+def _folder_name(path: str) -> Column:
+    return F.regexp_extract(path, r"([^/]+)/[^/]+$", 1)
