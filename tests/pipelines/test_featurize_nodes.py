@@ -45,7 +45,7 @@ def test_labels_are_the_parent_folder_names_as_written(spark, tmp_path):
     raw = binary_files(spark, write_files(tmp_path, dict.fromkeys(names, b"x")))
     labels = {
         Path(path).name: label
-        for path, label in label_images(raw).select("path", "label").collect()
+        for path, label in label_images(raw, str(tmp_path)).select("path", "label").collect()
     }
     assert labels == {
         "0_100.jpg": "Apple Golden 1",
@@ -56,8 +56,8 @@ def test_labels_are_the_parent_folder_names_as_written(spark, tmp_path):
 
 def test_no_images_stops_with_a_clear_message(spark, tmp_path):
     (tmp_path / "apple").mkdir()
-    with pytest.raises(ValueError, match="No image files found under the images root"):
-        label_images(binary_files(spark, tmp_path))
+    with pytest.raises(ValueError, match=f"No image files found under {tmp_path}"):
+        label_images(binary_files(spark, tmp_path), str(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def corpus(spark, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def featurized(corpus):
-    image_features, image_rejects = featurize_images(label_images(corpus), FEATURIZE)
+    image_features, image_rejects = featurize_images(label_images(corpus, "images"), FEATURIZE)
     return image_features.toPandas(), image_rejects
 
 

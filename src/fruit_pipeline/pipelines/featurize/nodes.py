@@ -9,13 +9,12 @@ from pyspark.sql import functions as F
 from fruit_pipeline import engine
 
 
-def label_images(raw_images: DataFrame) -> DataFrame:
+def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
     """Label each image file with the name of the folder that holds it."""
-    if raw_images.select("path").isEmpty():
+    if not raw_images.inputFiles():
         raise ValueError(
-            "No image files found under the images root (catalog entry raw_images, global "
-            "images_root or `--params images_root=...`): it must hold one folder per class of "
-            ".jpg files."
+            f"No image files found under {images_root} (images_root): it must hold one folder "
+            "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
         )
     return raw_images.select("path", _folder_name("path").alias("label"), "content")
 

@@ -13,7 +13,12 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Images -> labelled images -> features and rejects -> summary."""
     return Pipeline(
         [
-            Node(label_images, "raw_images", "labelled_images", name="label_images"),
+            Node(
+                label_images,
+                ["raw_images", "params:images_root"],
+                "labelled_images",
+                name="label_images",
+            ),
             Node(
                 featurize_images,
                 ["labelled_images", "params:featurize"],
