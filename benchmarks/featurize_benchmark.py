@@ -1,0 +1,219 @@
+"""Featurization speed and memory: plain Keras in one process against the Kedro + Spark pipeline.
+
+For each corpus size it builds a corpus by copying real images round-robin (keeping the class
+folders), then measures in child processes, on the same machine and in the same run:
+  (a) plain Keras: the project's decode + resize, `preprocess_input`, batched `predict_on_batch`
+      with all cores, the model built once (its build time is not counted);
+  (b) `kedro run --pipeline featurize` on a local Spark session with all cores, Parquet included.
+It prints images/second, the ratio (b)/(a), the fixed overhead of (b) from the two sizes, the peak
+resident memory of each process tree, the time of `kedro run --pipeline reduce` at the largest
+size and a projection for the full data set on a cluster.
+
+    python benchmarks/featurize_benchmark.py --source ../shared/data/fruits-360/sample/Training
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+
+
+@dataclass
+class Measure:
+    seconds: float
+    peak_rss_mib: float
+    output: str
+
+
+def build_corpus(source: Path, size: int, dest: Path) -> Path:
+    """Copy size images from source round-robin, under their class folders."""
+    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise SystemExit(f"no images under {source}")
+    for index in range(size):
+        image = images[index % len(images)]
+        target = dest / image.parent.name / f"{index:06d}_{image.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, target)
+    return dest
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    total, pending = 0, [root_pid]
+    while pending:
+        pid = pending.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            total += int(status.split("VmRSS:")[1].split()[0]) * 1024 if "VmRSS:" in status else 0
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Measure:
+    """Run a command; wall time and the peak RSS of its process tree, sampled every 0.1 s."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
+    peak = 0
+    finished = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not finished.is_set():
+            peak = max(peak, tree_rss_bytes(process.pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - start
+    finished.set()
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
+    return Measure(seconds, peak / 2**20, output)
+
+
+def keras_limit(images: Path, batch_size: int, weights: str) -> None:
+    """Child process of (a): prints the seconds of the decode + predict loop as JSON."""
+    import keras  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    from keras.applications.mobilenet_v2 import preprocess_input  # noqa: PLC0415
+
+    from fruit_pipeline.engine import INPUT_SIZE, build_feature_model  # noqa: PLC0415
+    from fruit_pipeline.images import decode_image  # noqa: PLC0415
+
+    del keras
+    model = build_feature_model(weights)
+    paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    start = time.perf_counter()
+    count = 0
+    for first in range(0, len(paths), batch_size):
+        pixels = np.stack(
+            [
+                decode_image(path.read_bytes(), INPUT_SIZE, 25_000_000)
+                for path in paths[first : first + batch_size]
+            ]
+        )
+        count += len(model.predict_on_batch(preprocess_input(pixels.astype(np.float32))))
+    print(json.dumps({"seconds": time.perf_counter() - start, "images": count}))
+
+
+def new_project(root: Path) -> Path:
+    """A copy of the project's settings and configuration with its own data folder."""
+    root.mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, required=True, help="folder of class folders")
+    parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 8000])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--weights", default="imagenet", help="as featurize.weights")
+    parser.add_argument("--params", default="", help="extra kedro --params for (b)")
+    parser.add_argument("--cluster-cores", type=int, default=8, help="cores of the projection")
+    parser.add_argument("--full-size", type=int, default=90_483)
+    parser.add_argument("--keras-limit", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.keras_limit:
+        keras_limit(args.keras_limit, args.batch_size, args.weights)
+        return
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KEDRO_DISABLE_TELEMETRY": "true"}
+    kedro = [sys.executable, "-m", "kedro", "run"]
+    weights = "null" if args.weights in ("None", "null") else args.weights
+    params = ",".join(p for p in [f"featurize.batch_size={args.batch_size}", args.params] if p)
+    cores = os.cpu_count()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="featurize_benchmark_") as scratch:
+        for size in args.sizes:
+            corpus = build_corpus(args.source, size, Path(scratch) / f"images_{size}")
+            limit = measure(
+                [
+                    sys.executable,
+                    __file__,
+                    "--source",
+                    str(args.source),
+                    "--keras-limit",
+                    str(corpus),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--weights",
+                    args.weights,
+                ],
+                PROJECT_ROOT,
+                env,
+            )
+            limit_seconds = json.loads(limit.output.strip().splitlines()[-1])["seconds"]
+            project = new_project(Path(scratch) / f"project_{size}")
+            run_params = f"images_root={corpus},featurize.weights={weights},{params}"
+            pipeline = measure(
+                [*kedro, "--pipeline", "featurize", "--params", run_params], project, env
+            )
+            summary = json.loads((project / "data/08_reporting/featurize_summary.json").read_text())
+            if summary["featurized"] != size:
+                raise SystemExit(f"featurized {summary['featurized']} of {size} images")
+            rows.append((size, limit_seconds, limit, pipeline, project))
+        reduce = measure([*kedro, "--pipeline", "reduce"], rows[-1][4], env)
+
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    print(
+        f"\nmachine: {cores} cores, {memory_gib:.0f} GiB; "
+        f"batch size {args.batch_size}; weights {args.weights}; extra params: {args.params or '-'}"
+    )
+    print(
+        f"{'images':>7} | {'(a) Keras img/s':>15} | {'(b) pipeline img/s':>18} | {'(b)/(a)':>7} | "
+        f"{'(a) peak MiB':>12} | {'(b) peak MiB':>12} | {'(b) wall s':>10}"
+    )
+    for size, limit_seconds, limit, pipeline, _ in rows:
+        keras_rate, pipeline_rate = size / limit_seconds, size / pipeline.seconds
+        print(
+            f"{size:>7} | {keras_rate:>15.1f} | {pipeline_rate:>18.1f} | "
+            f"{pipeline_rate / keras_rate:>7.2f} | {limit.peak_rss_mib:>12.0f} | "
+            f"{pipeline.peak_rss_mib:>12.0f} | {pipeline.seconds:>10.1f}"
+        )
+    (small, _, _, small_run, _), (large, _, _, large_run, _) = rows
+    marginal_rate = (large - small) / (large_run.seconds - small_run.seconds)
+    overhead = small_run.seconds - small / marginal_rate
+    print(
+        f"(b) marginal rate {marginal_rate:.1f} img/s; fixed overhead {overhead:.1f} s "
+        "(process start, Spark, model build and broadcast, first batch, summary)"
+    )
+    memory_growth = large_run.peak_rss_mib / small_run.peak_rss_mib
+    print(f"(b) peak RSS at {large} / at {small}: {memory_growth:.2f}")
+    print(
+        f"reduce at {large} images: {reduce.seconds:.1f} s = "
+        f"{reduce.seconds / large_run.seconds:.0%} of featurize's {large_run.seconds:.1f} s"
+    )
+    per_core = marginal_rate / cores
+    cluster_seconds = overhead + args.full_size / (per_core * args.cluster_cores)
+    print(
+        f"projection: {args.full_size} images on {args.cluster_cores} cores "
+        f"(2 core nodes x 4 vCPU) at {per_core:.1f} img/s per core: "
+        f"{cluster_seconds / 60:.1f} min. Assumes a cluster vCPU does what a core here does, "
+        "linear scaling over executors, S3 reads and Parquet writes not the bottleneck, and "
+        "this run's fixed overhead."
+    )
+
+
+if __name__ == "__main__":
+    main()
