@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 
@@ -33,6 +35,8 @@ class Measure:
     seconds: float
     peak_rss_mib: float
     output: str
+    # Peak resident memory of each kind of process: driver, jvm, python workers.
+    peak_by_kind_mib: dict[str, float]
 
 
 def build_corpus(source: Path, size: int, dest: Path) -> Path:
@@ -48,19 +52,23 @@ def build_corpus(source: Path, size: int, dest: Path) -> Path:
     return dest
 
 
-def tree_rss_bytes(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc."""
-    total, pending = 0, [root_pid]
+def tree_rss_bytes(root_pid: int) -> dict[str, int]:
+    """Resident memory of a process and its descendants, from /proc, by kind of process."""
+    totals = {"driver": 0, "jvm": 0, "workers": 0}
+    pending = [root_pid]
     while pending:
         pid = pending.pop()
         try:
             status = Path(f"/proc/{pid}/status").read_text()
-            total += int(status.split("VmRSS:")[1].split()[0]) * 1024 if "VmRSS:" in status else 0
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            kind = "jvm" if b"java" in command else "workers" if b"pyspark" in command else "driver"
+            if "VmRSS:" in status:
+                totals[kind] += int(status.split("VmRSS:")[1].split()[0]) * 1024
             for task in Path(f"/proc/{pid}/task").iterdir():
                 pending.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-    return total
+    return totals
 
 
 def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Measure:
@@ -68,12 +76,16 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Measure:
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     peak = 0
+    peak_by_kind: dict[str, int] = {}
     finished = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not finished.is_set():
-            peak = max(peak, tree_rss_bytes(process.pid))
+            totals = tree_rss_bytes(process.pid)
+            peak = max(peak, sum(totals.values()))
+            for kind, rss in totals.items():
+                peak_by_kind[kind] = max(peak_by_kind.get(kind, 0), rss)
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -84,10 +96,11 @@ def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Measure:
     sampler.join()
     if process.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
-    return Measure(seconds, peak / 2**20, output)
+    by_kind = {kind: rss / 2**20 for kind, rss in peak_by_kind.items()}
+    return Measure(seconds, peak / 2**20, output, by_kind)
 
 
-def keras_limit(images: Path, batch_size: int, weights: str) -> None:
+def keras_limit(images: Path, batch_size: int, weights: str | None) -> None:
     """Child process of (a): prints the seconds of the decode + predict loop as JSON."""
     import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
@@ -112,6 +125,12 @@ def keras_limit(images: Path, batch_size: int, weights: str) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "images": count}))
 
 
+def configured_batch_size() -> int:
+    """featurize.batch_size of conf/base: the benchmark measures the defaults."""
+    parameters = PROJECT_ROOT / "conf" / "base" / "parameters_featurize.yml"
+    return yaml.safe_load(parameters.read_text())["featurize"]["batch_size"]
+
+
 def new_project(root: Path) -> Path:
     """A copy of the project's settings and configuration with its own data folder."""
     root.mkdir(parents=True)
@@ -127,20 +146,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="folder of class folders")
     parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 8000])
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size", type=int, default=configured_batch_size(), help="default: conf/base"
+    )
     parser.add_argument("--weights", default="imagenet", help="as featurize.weights")
     parser.add_argument("--params", default="", help="extra kedro --params for (b)")
     parser.add_argument("--cluster-cores", type=int, default=8, help="cores of the projection")
     parser.add_argument("--full-size", type=int, default=90_483)
     parser.add_argument("--keras-limit", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    random_weights = args.weights in ("None", "null")
     if args.keras_limit:
-        keras_limit(args.keras_limit, args.batch_size, args.weights)
+        keras_limit(args.keras_limit, args.batch_size, None if random_weights else args.weights)
         return
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KEDRO_DISABLE_TELEMETRY": "true"}
     kedro = [sys.executable, "-m", "kedro", "run"]
-    weights = "null" if args.weights in ("None", "null") else args.weights
+    weights = "null" if random_weights else args.weights
     params = ",".join(p for p in [f"featurize.batch_size={args.batch_size}", args.params] if p)
     cores = os.cpu_count()
     rows = []
@@ -200,6 +222,9 @@ def main() -> None:
     )
     memory_growth = large_run.peak_rss_mib / small_run.peak_rss_mib
     print(f"(b) peak RSS at {large} / at {small}: {memory_growth:.2f}")
+    for size, _, _, pipeline, _ in rows:
+        kinds = ", ".join(f"{k} {v:.0f}" for k, v in sorted(pipeline.peak_by_kind_mib.items()))
+        print(f"(b) peak MiB by process at {size}: {kinds}")
     print(
         f"reduce at {large} images: {reduce.seconds:.1f} s = "
         f"{reduce.seconds / large_run.seconds:.0%} of featurize's {large_run.seconds:.1f} s"

@@ -161,22 +161,38 @@ def test_a_folder_of_surprises_completes_and_accounts_for_every_file(spark, tmp_
     assert set(rejects["label"]) == {"broken"}
 
 
-def test_kedro_viz_build_lists_the_nodes_of_both_pipelines(tmp_path):
+def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
     project = new_project(tmp_path)
     subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build"], cwd=project, check=True, timeout=300
     )
-    main = json.loads((project / "build" / "api" / "main").read_text())
-    nodes = {node["name"] for node in main["nodes"] if node["type"] == "task"}
-    assert nodes == {
-        "label_images",
-        "featurize_images",
-        "summarize_featurization",
-        "fit_pca",
-        "project_features",
-        "plot_cumulative_variance",
+    api = project / "build" / "api"
+    main = json.loads((api / "main").read_text())
+    assert {p["id"] for p in main["pipelines"]} == {
+        "__default__",
+        "featurize",
+        "reduce",
+        "train",
+        "predict",
     }
-    assert {p["id"] for p in main["pipelines"]} == {"__default__", "featurize", "reduce"}
+
+    def task_names(pipeline: str) -> set[str]:
+        shown = json.loads((api / "pipelines" / pipeline).read_text())
+        return {node["name"] for node in shown["nodes"] if node["type"] == "task"}
+
+    featurize = {"label_images", "featurize_images", "summarize_featurization"}
+    reduce = {"fit_pca", "project_features", "plot_cumulative_variance"}
+    assert task_names("__default__") == featurize | reduce
+    assert task_names("featurize") == featurize
+    assert task_names("reduce") == reduce
+    assert task_names("train") == {
+        "assign_split",
+        "train_classifier",
+        "evaluate_classifier",
+        "plot_confusion_matrix",
+    }
+    # The featurize nodes reused by predict show under their own names, in the predict namespace.
+    assert task_names("predict") == featurize | {"predict_labels"}
 
 
 def test_the_notebook_plots_the_first_two_components_by_label(project, monkeypatch):

@@ -127,13 +127,21 @@ def embed_images(
     embed_partition = _partition_embedder(
         broadcast_weights, uuid.uuid4().hex, (batch_size, max_image_pixels, tf_threads)
     )
-    if partitions:
-        images = images.repartition(partitions)
+    images = _with_partitions(images, partitions or spark.sparkContext.defaultParallelism)
     embedded = images.select("path", "label", "content").mapInPandas(
         embed_partition, schema=EMBEDDING_SCHEMA
     )
     # Both the features and the rejects are written from this one pass over the images.
     return embedded.persist(StorageLevel.DISK_ONLY)
+
+
+def _with_partitions(images: DataFrame, partitions: int) -> DataFrame:
+    # Few large tasks: each task start costs the Python worker about a second, and Spark's
+    # file splits give one task per ~30 small images. Merging splits needs no shuffle.
+    current = images.rdd.getNumPartitions()
+    if partitions < current:
+        return images.coalesce(partitions)
+    return images.repartition(partitions) if partitions > current else images
 
 
 def unread_files(images: DataFrame) -> DataFrame:

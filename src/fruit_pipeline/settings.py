@@ -1,5 +1,7 @@
 """Project settings: hooks and where the configuration comes from."""
 
+import os
+
 from kedro.config import OmegaConfigLoader
 
 from fruit_pipeline.hooks import SparkHooks
@@ -13,4 +15,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
     },
+    # `${env:NAME, default}` in any configuration file, e.g. the bucket of conf/emr/globals.yml.
+    "custom_resolvers": {"env": lambda name, default=None: os.environ.get(name, default)},
 }

@@ -1,0 +1,164 @@
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from fruit_pipeline.pipelines.predict.nodes import predict_labels
+from fruit_pipeline.pipelines.train.nodes import (
+    assign_split,
+    classification_metrics,
+    evaluate_classifier,
+    plot_confusion_matrix,
+    train_classifier,
+)
+
+TRAIN = {
+    "split_folders": {"train": "Training", "test": "Test"},
+    "seed": 42,
+    "train_ratio": 0.8,
+    "use_pca": True,
+    "variance_threshold": 0.8,
+    "max_components": 50,
+    "logistic_regression": {"max_iter": 100, "reg_param": 0.01, "elastic_net_param": 0.0},
+}
+SCHEMA = "path string, label string, features array<float>"
+
+
+def clustered_features(spark, split_folders: bool = True):
+    """Three well separated classes in 16 dimensions, 30 training and 10 test images each."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=6.0, size=(3, 16))
+    rows = []
+    for label, centre in zip(["kiwi", "lemon", "plum"], centres, strict=True):
+        for index in range(40):
+            split = "Training" if index < 30 else "Test"
+            folder = f"{split}/{label}" if split_folders else label
+            vector = centre + rng.normal(size=16)
+            rows.append((f"file:/images/{folder}/{index}.jpg", label, vector.tolist()))
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def trained(spark):
+    split_features = assign_split(clustered_features(spark), TRAIN)
+    classifier, inputs = train_classifier(split_features, TRAIN)
+    return split_features, classifier, inputs
+
+
+def test_split_comes_from_the_training_and_test_folders(trained):
+    split_features, _, _ = trained
+    splits = {row["path"]: row["split"] for row in split_features.collect()}
+    assert all(
+        split == ("train" if "/Training/" in path else "test") for path, split in splits.items()
+    )
+
+
+def test_without_split_folders_the_random_split_is_seeded_and_keeps_the_ratio(spark):
+    features = clustered_features(spark, split_folders=False)
+    first = {r["path"]: r["split"] for r in assign_split(features, TRAIN).collect()}
+    again = {r["path"]: r["split"] for r in assign_split(features.repartition(5), TRAIN).collect()}
+    other_seed = {
+        r["path"]: r["split"] for r in assign_split(features, {**TRAIN, "seed": 7}).collect()
+    }
+    assert first == again
+    assert first != other_seed
+    assert 0.65 < list(first.values()).count("train") / len(first) < 0.95
+
+
+def test_scaler_and_pca_see_the_training_images_only(trained):
+    split_features, classifier, inputs = trained
+    training = np.stack(
+        [row["features"] for row in split_features.where("split = 'train'").collect()]
+    )
+    scaler = classifier.stages[1]
+    np.testing.assert_allclose(scaler.mean.toArray(), training.mean(axis=0), rtol=1e-5, atol=1e-5)
+    assert inputs == {"inputs": "pca", "components": inputs["components"], "train_images": 90}
+    assert 1 <= inputs["components"] <= 16
+
+
+def test_separable_classes_are_all_recognised(trained):
+    split_features, classifier, inputs = trained
+    metrics = evaluate_classifier(split_features, classifier, inputs)
+    assert metrics["accuracy"] == 1.0
+    assert metrics["macro_f1"] == 1.0
+    assert 0 <= metrics["log_loss"] < 0.1
+    assert 0.9 < metrics["mean_true_label_probability"] <= 1.0
+    assert metrics["test_images"] == 30
+    assert metrics["train_images"] == 90
+    assert metrics["classes"] == 3
+    assert metrics["per_class"]["lemon"] == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "support": 10,
+    }
+
+
+def test_the_raw_features_can_feed_the_classifier(spark):
+    split_features = assign_split(clustered_features(spark), TRAIN)
+    classifier, inputs = train_classifier(split_features, {**TRAIN, "use_pca": False})
+    assert inputs["inputs"] == "features"
+    assert inputs["components"] is None
+    assert evaluate_classifier(split_features, classifier, inputs)["accuracy"] == 1.0
+
+
+def test_metrics_from_a_known_confusion():
+    counts = pd.DataFrame(
+        [("a", "a", 8), ("a", "b", 2), ("b", "b", 5), ("c", "a", 5)],
+        columns=["label", "predicted_label", "count"],
+    )
+    metrics = classification_metrics(counts)
+    assert metrics["accuracy"] == pytest.approx(13 / 20)
+    assert metrics["per_class"]["a"]["precision"] == pytest.approx(8 / 13)
+    assert metrics["per_class"]["a"]["recall"] == pytest.approx(0.8)
+    assert metrics["per_class"]["b"]["precision"] == pytest.approx(5 / 7)
+    assert metrics["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 5}
+    f1_a = 2 * (8 / 13) * 0.8 / (8 / 13 + 0.8)
+    f1_b = 2 * (5 / 7) * 1.0 / (5 / 7 + 1.0)
+    assert metrics["macro_f1"] == pytest.approx((f1_a + f1_b + 0) / 3)
+    assert metrics["confusion_matrix"] == {
+        "labels": ["a", "b", "c"],
+        "counts": [[8, 2, 0], [0, 5, 0], [5, 0, 0]],
+    }
+
+
+def test_the_confusion_plot_names_every_class_even_with_a_hundred_and_twenty():
+    labels = [f"Fruit {i:03d}" for i in range(120)]
+    counts = pd.DataFrame(
+        [(label, label, 9) for label in labels] + [(labels[0], labels[1], 1)],
+        columns=["label", "predicted_label", "count"],
+    )
+    figure = plot_confusion_matrix(classification_metrics(counts))
+    assert isinstance(figure, Figure)
+    axes = figure.axes[0]
+    assert [tick.get_text() for tick in axes.get_yticklabels()] == labels
+    assert [tick.get_text() for tick in axes.get_xticklabels()] == labels
+    shares = axes.images[0].get_array()
+    assert shares[0, 0] == pytest.approx(0.9)
+    assert shares[5, 5] == pytest.approx(1.0)
+
+
+def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
+    split_features, classifier, _ = trained
+    new_images = split_features.where("split = 'test'").drop("split")
+    predictions = predict_labels(new_images, classifier, {"top_labels": 3})
+    assert list(predictions.columns) == [
+        "path",
+        "predicted_label",
+        "probability",
+        "label_1",
+        "probability_1",
+        "label_2",
+        "probability_2",
+        "label_3",
+        "probability_3",
+    ]
+    assert len(predictions) == 30
+    assert (predictions["predicted_label"] == predictions["label_1"]).all()
+    np.testing.assert_allclose(predictions["probability"], predictions["probability_1"])
+    assert (predictions["probability_1"] >= predictions["probability_2"]).all()
+    assert (predictions["probability_2"] >= predictions["probability_3"]).all()
+    totals = predictions[["probability_1", "probability_2", "probability_3"]].sum(axis=1)
+    np.testing.assert_allclose(totals, 1.0, rtol=1e-6)
+    expected = predictions["path"].str.extract(r"/Test/([^/]+)/")[0]
+    assert (predictions["predicted_label"] == expected).all()

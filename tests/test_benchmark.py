@@ -1,0 +1,36 @@
+"""The benchmark runs end to end at a tiny size and prints its figures (no timing is asserted)."""
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+
+def test_the_benchmark_prints_its_table_overhead_memory_and_projection(test1_images):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "benchmarks" / "featurize_benchmark.py"),
+            "--source",
+            str(test1_images),
+            "--sizes",
+            "8",
+            "24",
+            "--weights",
+            "null",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    output = result.stdout
+    rows = re.findall(r"^\s+(\d+) \|\s+([\d.]+) \|\s+([\d.]+) \|\s+([\d.]+) \|", output, re.M)
+    assert [int(row[0]) for row in rows] == [8, 24]
+    assert all(float(value) > 0 for row in rows for value in row[1:])
+    assert "fixed overhead" in output
+    assert re.search(r"peak RSS at 24 / at 8: [\d.]+", output)
+    assert re.search(r"reduce at 24 images: [\d.]+ s", output)
+    # Tiny sizes make the fitted rates noisy (even negative): only the shape is checked.
+    assert re.search(r"projection: 90483 images on 8 cores .*: -?[\d.]+ min", output)

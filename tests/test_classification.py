@@ -1,0 +1,85 @@
+"""train and predict end to end on the real Fruits-360 sample split, real and random weights."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import SHARED
+from tests.test_run import new_project, run
+
+SAMPLE = SHARED / "data" / "fruits-360" / "sample"
+
+
+def trained_project(root: Path, weights: str | None) -> dict:
+    """Featurize the sample (Training/ and Test/), train; the metrics of the test images."""
+    new_project(root)
+    run(root, "featurize", images_root=str(SAMPLE), featurize={"weights": weights})
+    run(root, "train")
+    return json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def real(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    return root, trained_project(root, "imagenet")
+
+
+@pytest.fixture(scope="module")
+def random(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("random")
+    return root, trained_project(root, None)
+
+
+def test_real_weights_classify_the_sample_test_images(real):
+    _, metrics = real
+    assert metrics["accuracy"] >= 0.98
+    assert metrics["train_images"] == 328
+    assert metrics["test_images"] == 135
+    assert metrics["classes"] == 4
+    assert set(metrics["per_class"]) == {"apple", "lemon", "mango", "raspberry"}
+    assert metrics["inputs"] == "pca"
+    assert metrics["pca_components"] >= 1
+
+
+def test_the_model_and_the_confusion_plot_are_saved(real):
+    root, _ = real
+    assert (root / "data/06_models/classifier/metadata").is_dir()
+    plot = root / "data/08_reporting/confusion_matrix.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_random_weights_complete_and_the_metrics_show_the_difference(real, random):
+    _, real_metrics = real
+    _, random_metrics = random
+    assert random_metrics["test_images"] == real_metrics["test_images"]
+    # Four colourful classes are told apart even by random convolutions; how sure the
+    # classifier is of the right answer is what the real weights buy.
+    assert random_metrics["log_loss"] > real_metrics["log_loss"]
+    assert (
+        random_metrics["mean_true_label_probability"] < real_metrics["mean_true_label_probability"]
+    )
+
+
+def test_predict_names_new_images_and_rejects_bad_ones(real, test1_images, tmp_path):
+    root, _ = real
+    new_images = tmp_path / "new"
+    for image in test1_images.rglob("*.jpg"):
+        target = new_images / "unsorted" / f"{image.parent.name}_{image.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image.read_bytes())
+    (new_images / "unsorted" / "broken.jpg").write_bytes(b"not an image")
+
+    run(root, "predict", new_images_root=str(new_images))
+
+    predictions = pd.read_csv(root / "data/07_model_output/predictions.csv")
+    assert len(predictions) == 20
+    assert list(predictions.columns[:3]) == ["path", "predicted_label", "probability"]
+    truth = predictions["path"].str.extract(r"/unsorted/([a-z]+)_")[0]
+    assert (predictions["predicted_label"] == truth).mean() >= 0.9
+    assert predictions["probability"].between(0, 1).all()
+    rejects = pd.read_csv(root / "data/08_reporting/new_image_rejects.csv")
+    assert [Path(p).name for p in rejects["path"]] == ["broken.jpg"]
+    summary = json.loads((root / "data/08_reporting/new_images_summary.json").read_text())
+    assert summary["files_listed"] == 21

@@ -1,0 +1,379 @@
+"""`fruit-deploy` against a moto server on 127.0.0.1: real HTTP S3, EMR and IAM APIs."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.io import DataCatalog
+
+from fruit_pipeline import engine
+from fruit_pipeline.deploy import (
+    Deployment,
+    Settings,
+    build_package,
+    load_settings,
+    main,
+    render_policies,
+    step_command,
+)
+from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
+from fruit_pipeline.settings import CONFIG_LOADER_ARGS
+from tests.conftest import PROJECT_ROOT
+
+REGION = "eu-west-3"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """A moto server process on loopback; boto3 and s3fs reach it through AWS_ENDPOINT_URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("the moto server did not start") from None
+            time.sleep(0.2)
+    environment = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    yield environment
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@pytest.fixture
+def settings(aws) -> Settings:
+    """The project's emr settings with a bucket of this test's own."""
+    return replace(load_settings(PROJECT_ROOT / "conf"), bucket=f"fruit-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def deployment(settings) -> Deployment:
+    created = Deployment(settings)
+    created.create_bucket()
+    return created
+
+
+def test_the_bucket_is_in_the_eu_encrypted_and_private(deployment, settings):
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = settings.bucket
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] == REGION
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
+    assert ownership["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    assert {"Key": "project", "Value": "fruit_pipeline"} in s3.get_bucket_tagging(Bucket=bucket)[
+        "TagSet"
+    ]
+    deployment.create_bucket()  # a second time changes nothing and does not fail
+
+
+def test_a_region_outside_the_eu_is_refused(aws, caplog):
+    assert main(["--project", str(PROJECT_ROOT), "--region", "us-east-1", "create-bucket"]) == 1
+    assert "outside the EU" in caplog.text
+    assert "--allow-outside-eu" in caplog.text
+
+
+def test_images_are_uploaded_once(deployment, settings, test1_images, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(test1_images, images)
+    assert deployment.upload_images(images) == (20, 0)
+    assert deployment.upload_images(images) == (0, 20)
+    (images / "apple" / "54_100.jpg").write_bytes(b"changed")
+    assert deployment.upload_images(images) == (1, 19)
+    keys = boto3.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix="fruit_pipeline/")
+    assert f"{settings.prefix}/images/apple/54_100.jpg" in {o["Key"] for o in keys["Contents"]}
+
+
+@pytest.fixture(scope="module")
+def packaged_project(tmp_path_factory) -> Path:
+    """A copy of the project after `kedro package`: dist/ holds the wheel and conf archive."""
+    project = tmp_path_factory.mktemp("packaged") / "project"
+    shutil.copytree(
+        PROJECT_ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".keras", ".git", "data", "dist", "build", "*.egg-info", "__pycache__"
+        ),
+    )
+    build_package(project)
+    return project
+
+
+def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
+    deployment, settings, weights_file, packaged_project, monkeypatch
+):
+    monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", settings.bucket)
+    project = packaged_project
+    dist = ["--dist", str(project / "dist")]
+    assert main(["--project", str(project), "package", *dist, "--weights", str(weights_file)]) == 0
+    with tarfile.open(project / "dist" / "conf-fruit_pipeline.tar.gz") as archive:
+        names = archive.getnames()
+    assert any(name.endswith("emr/spark.yml") for name in names)
+    assert not any("/local/" in name and name.endswith(".yml") for name in names)
+    listed = boto3.client("s3").list_objects_v2(Bucket=settings.bucket)["Contents"]
+    keys = {item["Key"] for item in listed}
+    deploy = f"{settings.prefix}/deploy"
+    assert {
+        f"{deploy}/fruit_pipeline-0.1.0-py3-none-any.whl",
+        f"{deploy}/wheel.txt",
+        f"{deploy}/conf-fruit_pipeline.tar.gz",
+        f"{deploy}/constraints.txt",
+        f"{deploy}/pyproject.toml",
+        f"{deploy}/bootstrap.sh",
+        f"{deploy}/models/{weights_file.name}",
+        f"{settings.prefix}/models/{weights_file.name}",
+    } <= keys
+
+
+def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(deployment, settings):
+    sent = {}
+    deployment.emr.meta.events.register(
+        "provide-client-params.emr.RunJobFlow", lambda params, **_: sent.update(params)
+    )
+    cluster_id = deployment.create_cluster("fruit_pipeline test")
+    emr = boto3.client("emr")
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    assert cluster["ReleaseLabel"] == settings.release_label
+    assert cluster["LogUri"] == f"s3://{settings.bucket}/{settings.prefix}/logs/"
+    assert {"Key": "project", "Value": "fruit_pipeline"} in cluster["Tags"]
+    groups = {
+        g["InstanceGroupType"]: g
+        for g in emr.list_instance_groups(ClusterId=cluster_id)["InstanceGroups"]
+    }
+    assert groups["MASTER"]["RequestedInstanceCount"] == 1
+    assert groups["CORE"]["RequestedInstanceCount"] == 2
+    assert {g["InstanceType"] for g in groups.values()} == {"m5.xlarge"}
+    bootstrap = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
+    assert (
+        bootstrap[0]["ScriptPath"]
+        == f"s3://{settings.bucket}/{settings.prefix}/deploy/bootstrap.sh"
+    )
+    # moto keeps no auto-termination policy: check what the request carried.
+    assert sent["AutoTerminationPolicy"] == {"IdleTimeout": settings.idle_timeout_seconds}
+    assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+
+
+def test_run_adds_a_kedro_run_step_then_status_and_terminate(deployment, settings):
+    cluster_id = deployment.create_cluster("fruit_pipeline test")
+    step_id = deployment.run(cluster_id, "reduce", "reduce.variance_threshold=0.9", wait=False)
+    step = boto3.client("emr").describe_step(ClusterId=cluster_id, StepId=step_id)["Step"]
+    args = step["Config"]["Args"]
+    assert step["Config"]["Jar"] == "command-runner.jar"
+    assert args[:2] == ["bash", "-c"]
+    assert "kedro run --env=emr --pipeline reduce --params reduce.variance_threshold=0.9" in args[2]
+    assert deployment.step_logs(cluster_id, step_id).startswith(f"s3://{settings.bucket}/")
+    status = deployment.status(cluster_id)
+    assert status["steps"][0]["id"] == step_id
+    deployment.terminate(cluster_id)
+    state = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]["State"]
+    assert state in {"TERMINATING", "TERMINATED"}
+
+
+def test_the_step_command_quotes_what_the_user_gives():
+    script = step_command("featurize", "images_root=s3://b/my images")[-1]
+    assert (
+        "kedro run --env=emr --pipeline featurize --params 'images_root=s3://b/my images'" in script
+    )
+
+
+def test_fetch_brings_the_tables_and_reports_home(deployment, settings, tmp_path):
+    s3 = boto3.client("s3")
+    data = f"{settings.prefix}/data"
+    for key in (
+        "05_model_input/pca_features.csv",
+        "08_reporting/variance_report.json",
+        "04_feature/image_features.parquet/part-0.parquet",
+    ):
+        s3.put_object(Bucket=settings.bucket, Key=f"{data}/{key}", Body=key.encode())
+    written = deployment.fetch(tmp_path)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
+        "05_model_input/pca_features.csv",
+        "08_reporting/variance_report.json",
+    ]
+    assert (
+        tmp_path / "05_model_input/pca_features.csv"
+    ).read_text() == "05_model_input/pca_features.csv"
+
+
+def test_the_policies_are_valid_iam_and_scoped_to_the_bucket(aws, settings):
+    iam = boto3.client("iam")
+    documents = render_policies(PROJECT_ROOT, settings, "123456789012")
+    assert set(documents) == {
+        "operator-policy.json",
+        "instance-profile-policy.json",
+        "instance-profile-trust.json",
+    }
+    for name in ("operator-policy.json", "instance-profile-policy.json"):
+        iam.create_policy(
+            PolicyName=f"{uuid.uuid4().hex[:8]}-{name[:-5]}", PolicyDocument=documents[name]
+        )
+        for statement in json.loads(documents[name])["Statement"]:
+            resources = statement["Resource"]
+            for resource in [resources] if isinstance(resources, str) else resources:
+                if resource.startswith("arn:aws:s3"):
+                    assert resource.startswith(f"arn:aws:s3:::{settings.bucket}")
+                assert "s3:*" not in statement["Action"]
+    iam.create_role(
+        RoleName="fruit-pipeline-emr-ec2",
+        AssumeRolePolicyDocument=documents["instance-profile-trust.json"],
+    )
+
+
+def emr_catalog() -> DataCatalog:
+    loader = OmegaConfigLoader(
+        conf_source=str(PROJECT_ROOT / "conf"),
+        base_env="base",
+        default_run_env="emr",
+        config_patterns=CONFIG_LOADER_ARGS["config_patterns"],
+        custom_resolvers=CONFIG_LOADER_ARGS["custom_resolvers"],
+    )
+    return DataCatalog.from_config(loader["catalog"])
+
+
+def test_the_emr_catalog_round_trips_through_s3(deployment, settings, monkeypatch, weights_file):
+    monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", settings.bucket)
+    catalog = emr_catalog()
+    root = f"s3://{settings.bucket}/{settings.prefix}"
+    assert catalog["image_features"]._describe()["filepath"] == (
+        f"{root}/data/04_feature/image_features.parquet"
+    )
+    table = pd.DataFrame({"path": ["s3://b/apple/1.jpg"], "label": ["apple"], "pc_1": [0.5]})
+    catalog.save("pca_features", table)
+    pd.testing.assert_frame_equal(catalog.load("pca_features"), table)
+    report = {"components": 3, "cumulative_variance_at_k": 0.81}
+    catalog.save("variance_report", report)
+    assert catalog.load("variance_report") == report
+    catalog.save(
+        "cumulative_variance_plot",
+        plot_cumulative_variance(
+            {
+                "cumulative_explained_variance": [0.5, 0.81, 0.9],
+                "components": 2,
+                "variance_threshold": 0.8,
+                "image_count": 4,
+                "cumulative_variance_at_k": 0.81,
+            }
+        ),
+    )
+    s3 = boto3.client("s3")
+    plot = s3.get_object(
+        Bucket=settings.bucket, Key=f"{settings.prefix}/data/08_reporting/cumulative_variance.png"
+    )
+    assert plot["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
+    key = f"{settings.prefix}/models/{weights_file.name}"
+    s3.upload_file(str(weights_file), settings.bucket, key)
+    from_s3 = engine.load_feature_weights(f"s3://{settings.bucket}/{key}")
+    from_file = engine.load_feature_weights(str(weights_file))
+    np.testing.assert_array_equal(from_s3[0], from_file[0])
+
+
+def test_kedro_run_env_emr_end_to_end_with_the_root_on_a_local_folder(
+    test1_images, weights_file, tmp_path
+):
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, project / name)
+    root = tmp_path / "bucket"
+    shutil.copytree(test1_images, root / "images")
+    environment = {
+        **os.environ,
+        "FRUIT_PIPELINE_ROOT": str(root),
+        "FRUIT_PIPELINE_SPARK_MASTER": "local[2]",
+        "FRUIT_PIPELINE_PYTHON": sys.executable,
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--env=emr",
+            "--params",
+            f"featurize.weights={weights_file}",
+        ],
+        cwd=project,
+        env=environment,
+        check=True,
+        timeout=900,
+    )
+    summary = json.loads((root / "data/08_reporting/featurize_summary.json").read_text())
+    assert summary["featurized"] == summary["files_listed"] == 20
+    table = pd.read_csv(root / "data/05_model_input/pca_features.csv")
+    assert len(table) == 20
+    assert (root / "data/04_feature/image_features.parquet").is_dir()
+    assert not (project / "data").exists()
+
+
+BOOTSTRAP = PROJECT_ROOT / "deploy" / "emr" / "bootstrap.sh"
+
+
+def test_the_bootstrap_script_passes_bash_and_shellcheck():
+    subprocess.run(["bash", "-n", str(BOOTSTRAP)], check=True)
+    subprocess.run(["shellcheck", str(BOOTSTRAP)], check=True)
+
+
+def test_the_bootstrap_install_resolves_in_a_fresh_virtual_environment(packaged_project, tmp_path):
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    wheel = next((packaged_project / "dist").glob("*.whl"))
+    shutil.copy(wheel, deploy / wheel.name)
+    (deploy / "wheel.txt").write_text(wheel.name)
+    shutil.copy(PROJECT_ROOT / "constraints.txt", deploy / "constraints.txt")
+    result = subprocess.run(
+        ["bash", str(BOOTSTRAP), "--dry-run", str(deploy)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dry run resolved" in result.stdout
