@@ -144,11 +144,12 @@ def _with_partitions(images: DataFrame, partitions: int) -> DataFrame:
     return images.repartition(partitions) if partitions > current else images
 
 
-def unread_files(images: DataFrame) -> DataFrame:
+def unread_files(images: DataFrame, embedded: DataFrame) -> DataFrame:
     """Paths that Spark listed for a file source but never read (it skips files of 0 bytes)."""
     listed = [(_spark_path(uri),) for uri in images.inputFiles()]
     listed_files = images.sparkSession.createDataFrame(listed, "path string")
-    return listed_files.join(images.select("path"), "path", "left_anti")
+    # The embedded rows are persisted: comparing with them reads no image file again.
+    return listed_files.join(embedded.select("path"), "path", "left_anti")
 
 
 def _spark_path(uri: str) -> str:

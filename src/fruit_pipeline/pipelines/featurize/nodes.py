@@ -33,7 +33,7 @@ def featurize_images(
         partitions=featurize["partitions"],
     )
     image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
-    unread = engine.unread_files(labelled_images).select(
+    unread = engine.unread_files(labelled_images, embedded).select(
         "path", _folder_name("path").alias("label"), F.lit(engine.UNREAD_REASON).alias("reason")
     )
     image_rejects = (
@@ -51,7 +51,11 @@ def summarize_featurization(
 ) -> dict[str, Any]:
     """Count listed, featurized and rejected files; fail if any file went missing."""
     listed = len(raw_images.inputFiles())
-    featurized = image_features.count()
+    images_by_label = {
+        row["label"]: row["count"]
+        for row in image_features.groupBy("label").count().orderBy("label").collect()
+    }
+    featurized = sum(images_by_label.values())
     rejected = len(image_rejects)
     if featurized + rejected != listed:
         raise RuntimeError(
@@ -65,10 +69,7 @@ def summarize_featurization(
         "rejected_by_reason": {
             reason: int(count) for reason, count in image_rejects["reason"].value_counts().items()
         },
-        "images_by_label": {
-            row["label"]: row["count"]
-            for row in image_features.groupBy("label").count().orderBy("label").collect()
-        },
+        "images_by_label": images_by_label,
     }
 
 
