@@ -6,6 +6,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
@@ -74,6 +75,7 @@ def plot_cumulative_variance(variance_report: dict) -> Figure:
     )
     axes.axvline(k, color="tab:green", linestyle=":", label=f"k = {k}")
     axes.set_xlabel("number of principal components")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_ylabel("cumulative explained variance")
     axes.set_ylim(0, 1.02)
     axes.set_title(
