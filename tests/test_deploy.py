@@ -32,6 +32,7 @@ from fruit_pipeline.deploy import (
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
 from fruit_pipeline.settings import CONFIG_LOADER_ARGS
 from tests.conftest import PROJECT_ROOT
+from tests.test_run import new_project
 
 REGION = "eu-west-3"
 
@@ -316,12 +317,8 @@ def test_the_emr_catalog_round_trips_through_s3(deployment, settings, monkeypatc
 def test_kedro_run_env_emr_end_to_end_with_the_root_on_a_local_folder(
     test1_images, weights_file, tmp_path
 ):
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    (project / "src").mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, project / name)
+    (tmp_path / "project").mkdir()
+    project = new_project(tmp_path / "project")
     root = tmp_path / "bucket"
     shutil.copytree(test1_images, root / "images")
     environment = {

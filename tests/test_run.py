@@ -21,7 +21,8 @@ def new_project(root: Path) -> Path:
     """A copy of the project's settings and configuration, with its own empty data folder."""
     shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copy(PROJECT_ROOT / ".telemetry", root / ".telemetry")
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
+    # Every environment (base, emr) but the machine-specific conf/local.
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
     # Kedro wants the source folder; the package itself is the installed one.
     (root / "src").mkdir()
