@@ -112,12 +112,13 @@ def keras_limit(images: Path, batch_size: int, weights: str | None) -> None:
     del keras
     model = build_feature_model(weights)
     paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    max_pixels = configured("max_image_pixels")
     start = time.perf_counter()
     count = 0
     for first in range(0, len(paths), batch_size):
         pixels = np.stack(
             [
-                decode_image(path.read_bytes(), INPUT_SIZE, 25_000_000)
+                decode_image(path.read_bytes(), INPUT_SIZE, max_pixels)
                 for path in paths[first : first + batch_size]
             ]
         )
@@ -125,10 +126,10 @@ def keras_limit(images: Path, batch_size: int, weights: str | None) -> None:
     print(json.dumps({"seconds": time.perf_counter() - start, "images": count}))
 
 
-def configured_batch_size() -> int:
-    """featurize.batch_size of conf/base: the benchmark measures the defaults."""
+def configured(name: str) -> int:
+    """A featurize parameter of conf/base: the benchmark measures the defaults."""
     parameters = PROJECT_ROOT / "conf" / "base" / "parameters_featurize.yml"
-    return yaml.safe_load(parameters.read_text())["featurize"]["batch_size"]
+    return yaml.safe_load(parameters.read_text())["featurize"][name]
 
 
 def new_project(root: Path) -> Path:
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, required=True, help="folder of class folders")
     parser.add_argument("--sizes", type=int, nargs=2, default=[1000, 8000])
     parser.add_argument(
-        "--batch-size", type=int, default=configured_batch_size(), help="default: conf/base"
+        "--batch-size", type=int, default=configured("batch_size"), help="default: conf/base"
     )
     parser.add_argument("--weights", default="imagenet", help="as featurize.weights")
     parser.add_argument("--params", default="", help="extra kedro --params for (b)")

@@ -25,9 +25,6 @@ from fruit_pipeline.images import ImageRejected, decode_image
 logger = logging.getLogger(__name__)
 
 INPUT_SIZE = 224  # MobileNetV2's ImageNet input, width and height
-FEATURE_SIZE = 1280  # its global-average-pooled vector, the layer before the classifier
-# Spark's file sources skip files of 0 bytes: they are listed, never read.
-UNREAD_REASON = "empty file (0 bytes)"
 EMBEDDING_SCHEMA = "path string, label string, features array<float>, reason string"
 
 # One feature model per Python worker process, reused by the tasks it runs.

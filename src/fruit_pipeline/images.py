@@ -9,6 +9,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 _WIDE_GRAYSCALE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 _WHITE = (255, 255, 255, 255)
+EMPTY_FILE_REASON = "empty file (0 bytes)"
 
 
 class ImageRejected(Exception):
@@ -18,7 +19,7 @@ class ImageRejected(Exception):
 def decode_image(content: bytes | None, size: int, max_pixels: int) -> np.ndarray:
     """Decode image bytes to a (size, size, 3) uint8 RGB array or raise ImageRejected."""
     if not content:
-        raise ImageRejected("empty file (0 bytes)")
+        raise ImageRejected(EMPTY_FILE_REASON)
     try:
         with Image.open(io.BytesIO(content)) as image:
             width, height = image.size

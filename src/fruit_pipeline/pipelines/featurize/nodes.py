@@ -7,6 +7,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline import engine
+from fruit_pipeline.images import EMPTY_FILE_REASON
 
 
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
@@ -34,7 +35,7 @@ def featurize_images(
     )
     image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
     unread = engine.unread_files(labelled_images, embedded).select(
-        "path", _folder_name("path").alias("label"), F.lit(engine.UNREAD_REASON).alias("reason")
+        "path", _folder_name("path").alias("label"), F.lit(EMPTY_FILE_REASON).alias("reason")
     )
     image_rejects = (
         embedded.where(F.col("reason").isNotNull())
