@@ -1,5 +1,6 @@
 """Shared fixtures: one Spark session for the whole run, the real images and weights."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -7,11 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-# Real images and MobileNetV2 weights kept beside the repository (see the README's Tests section).
-SHARED = Path(os.environ.get("FRUIT_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
-WEIGHTS_FILE = SHARED / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
-TEST1 = SHARED / "data" / "fruits-360" / "Test1"
+from tests.helpers import (
+    PROJECT_ROOT,
+    SAMPLE,
+    SHARED,
+    TEST1,
+    WEIGHTS_FILE,
+    hide_native_lapack,
+    new_project,
+    run,
+)
 
 if not (WEIGHTS_FILE.is_file() and TEST1.is_dir()):
     raise RuntimeError(
@@ -33,13 +39,24 @@ def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark(keras_home: Path):
-    """The one Spark session of the test run, with the project's local settings."""
-    from fruit_pipeline import engine  # noqa: PLC0415
+def spark(keras_home: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The one Spark session of the test run, local settings, the JVM's pure-Java LAPACK.
+
+    The pure-Java LAPACK is what a machine without a native one runs, and the one that gave
+    Spark ML's own PCA a wrong decomposition: every result of the tests is checked under it.
+    """
+    from fruit_pipeline import spark_session  # noqa: PLC0415
 
     settings = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "spark.yml").read_text())
     settings.update({"spark.master": "local[2]", "spark.ui.enabled": False})
-    session = engine.start_spark(settings)
+    machine_environment = dict(os.environ)
+    # The JVM takes the environment it starts with; subprocesses of the tests get the machine's.
+    os.environ.update(hide_native_lapack(tmp_path_factory.mktemp("no_lapack"), machine_environment))
+    try:
+        session = spark_session.start_spark(settings)
+    finally:
+        os.environ.clear()
+        os.environ.update(machine_environment)
     yield session
     session.stop()
 
@@ -54,3 +71,19 @@ def weights_file() -> Path:
 def test1_images() -> Path:
     """Twenty real Fruits-360 images, five in each of four class folders."""
     return TEST1
+
+
+@pytest.fixture(scope="session")
+def sample_project(spark, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project that featurized the labelled sample split (Training/ and Test/), real weights."""
+    root = new_project(tmp_path_factory.mktemp("sample"))
+    run(root, "featurize", images_root=str(SAMPLE), featurize={"weights": "imagenet"})
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_sample_project(sample_project: Path) -> tuple[Path, dict]:
+    """The sample project after `train`: its folder and the metrics of the test images."""
+    run(sample_project, "train")
+    metrics = sample_project / "data" / "08_reporting" / "classification_metrics.json"
+    return sample_project, json.loads(metrics.read_text())

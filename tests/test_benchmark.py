@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT
 
 
 def test_the_benchmark_prints_its_table_overhead_memory_and_projection(test1_images):
@@ -29,6 +29,8 @@ def test_the_benchmark_prints_its_table_overhead_memory_and_projection(test1_ima
     rows = re.findall(r"^\s+(\d+) \|\s+([\d.]+) \|\s+([\d.]+) \|\s+([\d.]+) \|", output, re.M)
     assert [int(row[0]) for row in rows] == [8, 24]
     assert all(float(value) > 0 for row in rows for value in row[1:])
+    assert re.search(r"ONNX conversion .*: [\d.]+ s", output)
+    assert re.search(r"marginal rate -?[\d.]+ img/s = -?[\d.]+ of the onnx loop", output)
     assert "fixed overhead" in output
     assert re.search(r"peak RSS at 24 / at 8: [\d.]+", output)
     assert re.search(r"reduce at 24 images: [\d.]+ s", output)

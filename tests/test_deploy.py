@@ -19,7 +19,7 @@ import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 
-from fruit_pipeline import engine
+from fruit_pipeline import feature_model
 from fruit_pipeline.deploy import (
     Deployment,
     Settings,
@@ -31,8 +31,7 @@ from fruit_pipeline.deploy import (
 )
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
 from fruit_pipeline.settings import CONFIG_LOADER_ARGS
-from tests.conftest import PROJECT_ROOT
-from tests.test_run import new_project
+from tests.helpers import PROJECT_ROOT, new_project
 
 REGION = "eu-west-3"
 
@@ -309,8 +308,8 @@ def test_the_emr_catalog_round_trips_through_s3(deployment, settings, monkeypatc
     assert plot["Body"].read()[:8] == b"\x89PNG\r\n\x1a\n"
     key = f"{settings.prefix}/models/{weights_file.name}"
     s3.upload_file(str(weights_file), settings.bucket, key)
-    from_s3 = engine.load_feature_weights(f"s3://{settings.bucket}/{key}")
-    from_file = engine.load_feature_weights(str(weights_file))
+    from_s3 = feature_model.load_feature_weights(f"s3://{settings.bucket}/{key}")
+    from_file = feature_model.load_feature_weights(str(weights_file))
     np.testing.assert_array_equal(from_s3[0], from_file[0])
 
 

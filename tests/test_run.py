@@ -1,42 +1,16 @@
 """The pipelines end to end through a Kedro session, on real images with the real weights."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 
-from tests.conftest import PROJECT_ROOT
+from tests.helpers import PROJECT_ROOT, local_path, new_project, run
 from tests.images import bad_files, good_files
-
-
-def new_project(root: Path) -> Path:
-    """A copy of the project's settings and configuration, with its own empty data folder."""
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    shutil.copy(PROJECT_ROOT / ".telemetry", root / ".telemetry")
-    # Every environment (base, emr) but the machine-specific conf/local.
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    # Kedro wants the source folder; the package itself is the installed one.
-    (root / "src").mkdir()
-    return root
-
-
-def run(project: Path, pipeline: str | None = None, **runtime_params) -> None:
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
-        session.run(pipeline_names=[pipeline] if pipeline else None)
-
-
-def local_path(uri: str) -> Path:
-    return Path(unquote(urlparse(uri).path))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from typing import Any
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 
-from fruit_pipeline import engine
+from fruit_pipeline import spark_session
 
 
 class SparkHooks:
@@ -20,12 +20,12 @@ class SparkHooks:
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        engine.start_spark(self._spark_conf)
+        spark_session.start_spark(self._spark_conf)
 
     @hook_impl
     def after_pipeline_run(self) -> None:
-        engine.release_cached_data()
+        spark_session.release_cached_data()
 
     @hook_impl
     def on_pipeline_error(self) -> None:
-        engine.release_cached_data()
+        spark_session.release_cached_data()

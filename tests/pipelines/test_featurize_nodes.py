@@ -6,30 +6,36 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fruit_pipeline import engine
+from fruit_pipeline import embedding, feature_model
+from fruit_pipeline.images import decode_image
 from fruit_pipeline.pipelines.featurize.nodes import (
     featurize_images,
     label_images,
     summarize_featurization,
 )
+from fruit_pipeline.progress import ProgressLog
+from tests.helpers import SAMPLE
 from tests.images import bad_files, good_files
 
 FEATURIZE = {
     "weights": None,
+    "engine": "onnxruntime",
+    "model_cache": "memory://feature_model_cache",
     "batch_size": 3,
     "max_image_pixels": 25_000_000,
-    "tf_intra_op_threads": 1,
+    "threads_per_worker": 1,
+    "images_per_task": 500,
     "partitions": 2,
 }
 
 
-def binary_files(spark, folder: Path):
-    """Read a folder the way the catalog's raw_images entry does."""
+def binary_files(spark, folder: Path | list[str]):
+    """Read a folder (or several) the way the catalog's raw_images entry does."""
     return (
         spark.read.format("binaryFile")
         .option("pathGlobFilter", "*.jpg")
         .option("recursiveFileLookup", "true")
-        .load(str(folder))
+        .load(folder if isinstance(folder, list) else str(folder))
     )
 
 
@@ -116,7 +122,7 @@ def test_a_lost_file_fails_the_summary(spark, tmp_path):
 
 
 def test_batches_split_inside_a_partition_give_the_same_features():
-    model = engine.build_feature_model(None)
+    model = feature_model.build_feature_model(None)
     batch = pd.DataFrame(
         {
             "path": list(good_files()),
@@ -124,39 +130,45 @@ def test_batches_split_inside_a_partition_give_the_same_features():
             "content": list(good_files().values()),
         }
     )
-    one_call = engine.embed_batch(batch, model, batch_size=64, max_image_pixels=25_000_000)
-    small_calls = engine.embed_batch(batch, model, batch_size=2, max_image_pixels=25_000_000)
+    one_call = embedding.embed_batch(
+        batch, model.predict_on_batch, batch_size=64, max_image_pixels=25_000_000
+    )
+    small_calls = embedding.embed_batch(
+        batch, model.predict_on_batch, batch_size=2, max_image_pixels=25_000_000
+    )
     np.testing.assert_allclose(
         np.stack(one_call["features"]), np.stack(small_calls["features"]), rtol=1e-4, atol=1e-5
     )
 
 
 def test_weights_load_from_a_keras_file_and_from_a_url(weights_file):
-    from_path = engine.load_feature_weights(str(weights_file))
+    from_path = feature_model.load_feature_weights(str(weights_file))
     with fsspec.open("memory://models/mobilenet_v2.h5", "wb") as remote:
         remote.write(weights_file.read_bytes())
-    from_url = engine.load_feature_weights("memory://models/mobilenet_v2.h5")
-    assert len(from_path) == len(from_url) == len(engine.build_feature_model(None).weights)
+    from_url = feature_model.load_feature_weights("memory://models/mobilenet_v2.h5")
+    assert len(from_path) == len(from_url) == len(feature_model.build_feature_model(None).weights)
     for path_array, url_array in zip(from_path, from_url, strict=True):
         np.testing.assert_array_equal(path_array, url_array)
 
 
 def test_imagenet_weights_come_from_the_keras_cache(weights_file):
-    from_cache = engine.load_feature_weights("imagenet")
-    from_file = engine.load_feature_weights(str(weights_file))
+    from_cache = feature_model.load_feature_weights("imagenet")
+    from_file = feature_model.load_feature_weights(str(weights_file))
     np.testing.assert_array_equal(from_cache[0], from_file[0])
     np.testing.assert_array_equal(from_cache[-1], from_file[-1])
 
 
-def test_imagenet_without_internet_names_the_parameter_and_the_alternatives(monkeypatch):
+def test_imagenet_without_internet_names_the_parameter_and_the_alternatives(monkeypatch, tmp_path):
     from keras.src.applications import mobilenet_v2  # noqa: PLC0415
 
     def offline(*args, **kwargs):
         raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(mobilenet_v2.file_utils, "get_file", offline)
+    # An empty Keras cache: the weights are not there.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(RuntimeError, match="featurize.weights is 'imagenet'") as error:
-        engine.load_feature_weights("imagenet")
+        feature_model.load_feature_weights("imagenet")
     assert "$KERAS_HOME/models/" in str(error.value)
     assert "null for random weights" in str(error.value)
 
@@ -164,4 +176,82 @@ def test_imagenet_without_internet_names_the_parameter_and_the_alternatives(monk
 @pytest.mark.parametrize("source", ["/no/such/weights.h5", "memory://no/such/weights.h5"])
 def test_a_missing_weights_file_names_the_parameter(source):
     with pytest.raises(FileNotFoundError, match="featurize.weights names"):
-        engine.load_feature_weights(source)
+        feature_model.load_feature_weights(source)
+
+
+def test_settings_are_checked_by_name():
+    with pytest.raises(ValueError, match=r"unknown \['tf_intra_op_threads'\]"):
+        embedding.EmbeddingSettings.from_parameters({**FEATURIZE, "tf_intra_op_threads": 1})
+    with pytest.raises(ValueError, match=r"missing \['engine'\]"):
+        embedding.EmbeddingSettings.from_parameters(
+            {k: v for k, v in FEATURIZE.items() if k != "engine"}
+        )
+    with pytest.raises(ValueError, match="featurize.engine is 'tensorrt'"):
+        embedding.EmbeddingSettings.from_parameters({**FEATURIZE, "engine": "tensorrt"})
+
+
+def test_the_progress_line_gives_done_of_total_rate_and_time_left():
+    progress = ProgressLog(lambda: 0, 90_483, "images embedded")
+    assert progress.line(9_048, 60.0) == (
+        "images embedded 9048 of 90483 (10%), 150.8/s, about 9.0 min left"
+    )
+    assert progress.line(0, 5.0).endswith("0.0/s, starting")
+
+
+@pytest.fixture(scope="module")
+def real_images(spark, test1_images):
+    """The 20 Test1 images and the 135 of the sample's Test split, labelled."""
+    folders = [str(test1_images), str(SAMPLE / "Test")]
+    return label_images(binary_files(spark, folders), ", ".join(folders))
+
+
+def features_by_path(image_features) -> dict[str, np.ndarray]:
+    return {row["path"]: np.asarray(row["features"]) for row in image_features.collect()}
+
+
+def test_onnx_runtime_and_keras_give_the_same_features_on_real_images(
+    real_images, weights_file, tmp_path
+):
+    real = {**FEATURIZE, "weights": str(weights_file), "model_cache": str(tmp_path)}
+    from_onnx, _ = featurize_images(real_images, real)
+    from_keras, _ = featurize_images(real_images, {**real, "engine": "keras"})
+    onnx_features, keras_features = features_by_path(from_onnx), features_by_path(from_keras)
+    assert len(onnx_features) == 155
+    assert onnx_features.keys() == keras_features.keys()
+    difference = max(
+        float(np.max(np.abs(onnx_features[path] - keras_features[path]))) for path in onnx_features
+    )
+    assert difference <= 1e-4
+
+
+def test_the_onnx_model_is_converted_once_per_weights_file(weights_file, tmp_path, monkeypatch):
+    converted = feature_model.onnx_feature_model(str(weights_file), str(tmp_path))
+    cached = list(tmp_path.glob("mobilenet_v2_features-*.onnx"))
+    assert len(cached) == 1
+    assert cached[0].read_bytes() == converted
+
+    def no_conversion(model):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(feature_model, "to_onnx", no_conversion)
+    assert feature_model.onnx_feature_model(str(weights_file), str(tmp_path)) == converted
+    copy = tmp_path / "copy" / weights_file.name
+    copy.parent.mkdir()
+    copy.write_bytes(weights_file.read_bytes())
+    # The same bytes under another name: the same model, from the cache.
+    assert feature_model.onnx_feature_model(str(copy), str(tmp_path)) == converted
+
+
+def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_file, tmp_path):
+    pixels = np.stack(
+        [
+            decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000)
+            for path in sorted((SAMPLE / "Training").rglob("*.jpg"))[::10]
+        ]
+    ).astype(np.float32)
+    keras_model = feature_model.build_feature_model(str(weights_file))
+    onnx_model = feature_model.onnx_feature_model(str(weights_file), str(tmp_path))
+    predict = embedding.onnx_predictor(onnx_model, threads=2)
+    expected = np.asarray(keras_model.predict_on_batch(pixels))
+    assert expected.shape == (len(pixels), feature_model.FEATURE_SIZE)
+    assert float(np.max(np.abs(predict(pixels) - expected))) <= 1e-4

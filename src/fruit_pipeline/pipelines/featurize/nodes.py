@@ -6,8 +6,9 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline import engine
+from fruit_pipeline.embedding import EmbeddingSettings, embed_images
 from fruit_pipeline.images import EMPTY_FILE_REASON
+from fruit_pipeline.input_files import unread_files
 
 
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
@@ -24,17 +25,10 @@ def featurize_images(
     labelled_images: DataFrame, featurize: dict[str, Any]
 ) -> tuple[DataFrame, pd.DataFrame]:
     """Embed every image with MobileNetV2; set apart the files that could not be read."""
-    weights = engine.load_feature_weights(featurize["weights"])
-    embedded = engine.embed_images(
-        labelled_images,
-        weights=weights,
-        batch_size=featurize["batch_size"],
-        max_image_pixels=featurize["max_image_pixels"],
-        tf_threads=featurize["tf_intra_op_threads"],
-        partitions=featurize["partitions"],
-    )
+    settings = EmbeddingSettings.from_parameters(featurize)
+    embedded = embed_images(labelled_images, settings, len(labelled_images.inputFiles()))
     image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
-    unread = engine.unread_files(labelled_images, embedded).select(
+    unread = unread_files(labelled_images, embedded).select(
         "path", _folder_name("path").alias("label"), F.lit(EMPTY_FILE_REASON).alias("reason")
     )
     image_rejects = (

@@ -1,0 +1,159 @@
+"""The MobileNetV2 feature model on the driver: its weights file, the Keras network, its ONNX form.
+
+TensorFlow is imported inside functions only: `kedro viz`, the reduce and train pipelines and,
+when the ONNX model is cached, the whole featurize run never import it.
+"""
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+from fsspec.implementations.local import LocalFileSystem
+
+logger = logging.getLogger(__name__)
+
+INPUT_SIZE = 224  # MobileNetV2's ImageNet input, width and height
+FEATURE_SIZE = 1280  # its global-average-pooled layer, before the classifier
+WEIGHTS_FILE_NAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+ONNX_OPSET = 17
+# The model's input: RGB pixels 0-255 as float32, (images, 224, 224, 3).
+INPUT_NAME = "pixels"
+
+
+def build_feature_model(weights: str | None) -> Any:
+    """Pixels 0-255 -> MobileNetV2's preprocessing and network -> its 1280-d pooled layer."""
+    import keras  # noqa: PLC0415
+
+    classifier = keras.applications.MobileNetV2(
+        weights=weights, include_top=True, input_shape=(INPUT_SIZE, INPUT_SIZE, 3)
+    )
+    features = keras.Model(classifier.input, classifier.layers[-2].output)
+    pixels = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name=INPUT_NAME)
+    # MobileNetV2's preprocess_input ("tf" mode), inside the model: every engine gets raw pixels.
+    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(pixels)
+    return keras.Model(pixels, features(scaled), name="mobilenet_v2_features")
+
+
+def load_feature_weights(source: str | None) -> list[np.ndarray]:
+    """The feature model's weights, on the driver: `imagenet`, a .h5 path or URL, or None."""
+    if source is None:
+        warn_random_weights()
+        return build_feature_model(None).get_weights()
+    with weights_file(source) as path:
+        return build_feature_model(str(path)).get_weights()
+
+
+def onnx_feature_model(source: str | None, cache: str) -> bytes:
+    """The feature model as ONNX, converted from Keras once per weights file and cached."""
+    if source is None:
+        warn_random_weights()
+        return to_onnx(build_feature_model(None))
+    with weights_file(source) as path:
+        filesystem, cached = fsspec.core.url_to_fs(f"{cache.rstrip('/')}/{_onnx_name(path)}")
+        if filesystem.isfile(cached):
+            logger.info("Feature model: ONNX from the cache, %s", cached)
+            return filesystem.cat_file(cached)
+        logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
+        model = to_onnx(build_feature_model(str(path)))
+    filesystem.makedirs(filesystem._parent(cached), exist_ok=True)
+    # A run killed while writing leaves a temporary file, never a truncated model.
+    partial = f"{cached}.{uuid.uuid4().hex}.partial"
+    filesystem.pipe_file(partial, model)
+    filesystem.mv(partial, cached)
+    return model
+
+
+def to_onnx(model: Any) -> bytes:
+    """Keras' own ONNX export (tf2onnx) of a model taking a batch of pixels of any length."""
+    import keras  # noqa: PLC0415
+
+    shape = (None, INPUT_SIZE, INPUT_SIZE, 3)
+    signature = [keras.InputSpec(shape=shape, dtype="float32", name=INPUT_NAME)]
+    with tempfile.TemporaryDirectory() as folder, warnings.catch_warnings():
+        # Keras patches tf2onnx for numpy 2 with a probe of `np.object` that warns.
+        warnings.simplefilter("ignore", FutureWarning)
+        target = Path(folder) / "feature_model.onnx"
+        model.export(
+            str(target),
+            format="onnx",
+            input_signature=signature,
+            opset_version=ONNX_OPSET,
+            verbose=False,
+        )
+        return target.read_bytes()
+
+
+def warn_random_weights() -> None:
+    logger.warning(
+        "featurize.weights is null: MobileNetV2 gets RANDOM weights, the features are "
+        "meaningless (meant for tests only)."
+    )
+
+
+@contextlib.contextmanager
+def weights_file(source: str) -> Iterator[Path]:
+    """A local path of the weights: `imagenet` (Keras' cache), a local path, or a URL copied."""
+    if source == "imagenet":
+        yield _imagenet_file()
+        return
+    filesystem, path = fsspec.core.url_to_fs(source)
+    if not filesystem.isfile(path):
+        raise FileNotFoundError(
+            f"featurize.weights names {source!r}, which is not a file. Give the path or URL "
+            "of a MobileNetV2 .h5 weights file (with its top), 'imagenet' or null."
+        )
+    if isinstance(filesystem, LocalFileSystem):
+        yield Path(path)
+        return
+    # Keras reads local files only: remote weights are copied once, on the driver.
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / os.path.basename(path)
+        filesystem.get(path, str(local))
+        yield local
+
+
+def _imagenet_file() -> Path:
+    cached = _keras_cache_file()
+    if cached is not None:
+        return cached
+    try:
+        # Keras' own loader downloads the file into its cache.
+        build_feature_model("imagenet")
+    except Exception as error:
+        raise RuntimeError(
+            "featurize.weights is 'imagenet' but Keras could not get the MobileNetV2 ImageNet "
+            f"weights ({error}). Without internet: copy {WEIGHTS_FILE_NAME} into "
+            "$KERAS_HOME/models/ (default ~/.keras/models/), or set featurize.weights to the "
+            "path or URL (s3://...) of that .h5 file, or to null for random weights (tests only)."
+        ) from error
+    cached = _keras_cache_file()
+    if cached is None:
+        raise RuntimeError(f"Keras loaded the ImageNet weights but not into {WEIGHTS_FILE_NAME}.")
+    return cached
+
+
+def _keras_cache_file() -> Path | None:
+    # Where Keras keeps downloads: $KERAS_HOME, else ~/.keras; /tmp/.keras if that is read-only.
+    home = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+    if home.exists() and not os.access(home, os.W_OK):
+        home = Path(tempfile.gettempdir()) / ".keras"
+    candidate = home / "models" / WEIGHTS_FILE_NAME
+    return candidate if candidate.is_file() else None
+
+
+def _onnx_name(weights: Path) -> str:
+    # The weights' bytes and everything that shapes the conversion: a new one misses the cache.
+    digest = hashlib.sha256(weights.read_bytes())
+    for part in (version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE, INPUT_NAME):
+        digest.update(str(part).encode())
+    return f"mobilenet_v2_features-{digest.hexdigest()[:16]}.onnx"

@@ -1,0 +1,64 @@
+"""Helpers shared by the tests: where the real data is, project copies and Kedro runs."""
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Real images and MobileNetV2 weights kept beside the repository (see the README's Tests section).
+SHARED = Path(os.environ.get("FRUIT_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
+WEIGHTS_FILE = SHARED / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+TEST1 = SHARED / "data" / "fruits-360" / "Test1"
+SAMPLE = SHARED / "data" / "fruits-360" / "sample"
+
+
+def new_project(root: Path) -> Path:
+    """A copy of the project's settings and configuration, with its own empty data folder."""
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(PROJECT_ROOT / ".telemetry", root / ".telemetry")
+    # Every environment (base, emr) but the machine-specific conf/local.
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    # Kedro wants the source folder; the package itself is the installed one.
+    (root / "src").mkdir()
+    return root
+
+
+def run(project: Path, pipeline: str | None = None, **runtime_params) -> None:
+    """One `kedro run` of a pipeline (all by default) in this process, with runtime parameters."""
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+        session.run(pipeline_names=[pipeline] if pipeline else None)
+
+
+def local_path(uri: str) -> Path:
+    """The local path of a `file:` URI as Spark writes it."""
+    return Path(unquote(urlparse(uri).path))
+
+
+def hide_native_lapack(folder: Path, environment: dict[str, str]) -> dict[str, str]:
+    """The environment with a placeholder liblapack.so.3 first on the library path.
+
+    netlib (Spark ML's LAPACK) loads the system's liblapack.so.3 by name; an empty file found
+    first makes that fail, so a JVM started with this environment runs netlib's pure-Java
+    LAPACK whatever the machine has installed.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "liblapack.so.3").write_bytes(b"")
+    library_path = [str(folder), *filter(None, [environment.get("LD_LIBRARY_PATH")])]
+    return {**environment, "LD_LIBRARY_PATH": os.pathsep.join(library_path)}
+
+
+def numpy_pca_shares(features: np.ndarray) -> np.ndarray:
+    """Explained-variance shares of the standardized features, computed by numpy alone."""
+    matrix = features.astype(np.float64)
+    spread = matrix.std(axis=0, ddof=1)
+    informative = matrix[:, spread > 0]
+    standardized = (informative - informative.mean(axis=0)) / informative.std(axis=0, ddof=1)
+    eigenvalues = np.linalg.eigvalsh(np.cov(standardized, rowvar=False))[::-1]
+    return eigenvalues / eigenvalues.sum()
