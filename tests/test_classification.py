@@ -6,10 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import SHARED
-from tests.test_run import new_project, run
-
-SAMPLE = SHARED / "data" / "fruits-360" / "sample"
+from tests.helpers import SAMPLE, new_project, run
 
 
 def trained_project(root: Path, weights: str | None) -> dict:
@@ -21,9 +18,8 @@ def trained_project(root: Path, weights: str | None) -> dict:
 
 
 @pytest.fixture(scope="module")
-def real(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("real")
-    return root, trained_project(root, "imagenet")
+def real(trained_sample_project):
+    return trained_sample_project
 
 
 @pytest.fixture(scope="module")

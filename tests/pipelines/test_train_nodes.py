@@ -2,7 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from pyspark.ml.feature import PCAModel, StandardScalerModel
 
+from fruit_pipeline.columns import stage
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
@@ -11,6 +13,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     plot_confusion_matrix,
     train_classifier,
 )
+from tests.helpers import numpy_pca_shares
 
 TRAIN = {
     "split_folders": {"train": "Training", "test": "Test"},
@@ -70,10 +73,17 @@ def test_scaler_and_pca_see_the_training_images_only(trained):
     training = np.stack(
         [row["features"] for row in split_features.where("split = 'train'").collect()]
     )
-    scaler = classifier.stages[1]
+    scaler = stage(classifier, StandardScalerModel)
     np.testing.assert_allclose(scaler.mean.toArray(), training.mean(axis=0), rtol=1e-5, atol=1e-5)
-    assert inputs == {"inputs": "pca", "components": inputs["components"], "train_images": 90}
-    assert 1 <= inputs["components"] <= 16
+    assert inputs["inputs"] == "pca"
+    assert inputs["train_images"] == 90
+    assert inputs["constant_features_dropped"] == 0
+    k = inputs["components"]
+    assert 1 <= k <= 16
+    assert stage(classifier, PCAModel).getK() == k
+    shares = numpy_pca_shares(training)
+    np.testing.assert_allclose(inputs["explained_variance"], shares[:16], rtol=0, atol=1e-9)
+    assert np.cumsum(shares)[k - 1] >= 0.8 > (np.cumsum(shares)[k - 2] if k > 1 else 0)
 
 
 def test_separable_classes_are_all_recognised(trained):

@@ -4,10 +4,12 @@ from typing import Any
 
 import pandas as pd
 from pyspark.ml import PipelineModel
+from pyspark.ml.feature import IndexToString
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fruit_pipeline.columns import PREDICTED_LABEL, PROBABILITY, stage
 from fruit_pipeline.pca import as_vectors
 
 
@@ -15,13 +17,13 @@ def predict_labels(
     new_image_features: DataFrame, classifier: PipelineModel, predict: dict[str, Any]
 ) -> pd.DataFrame:
     """Name the fruit of each image with its probability, and the top labels with theirs."""
-    labels = classifier.stages[-1].getLabels()
+    labels = stage(classifier, IndexToString).getLabels()
     top = min(predict["top_labels"], len(labels))
     scored = classifier.transform(as_vectors(new_image_features))
     # (probability, label) pairs sorted by probability, highest first, all inside Spark.
     ranked = F.sort_array(
         F.arrays_zip(
-            vector_to_array("probability").alias("probability"),
+            vector_to_array(PROBABILITY).alias("probability"),
             F.array(*[F.lit(label) for label in labels]).alias("label"),
         ),
         asc=False,
@@ -37,8 +39,8 @@ def predict_labels(
     return (
         scored.select(
             "path",
-            "predicted_label",
-            F.array_max(vector_to_array("probability")).alias("probability"),
+            PREDICTED_LABEL,
+            F.array_max(vector_to_array(PROBABILITY)).alias("probability"),
             *ranked_columns,
         )
         .orderBy("path")

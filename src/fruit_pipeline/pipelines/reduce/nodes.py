@@ -8,22 +8,23 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from pyspark.ml import PipelineModel
+from pyspark.ml.feature import PCAModel
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.pca import as_vectors, choose_components, fit_scaled_pca
+from fruit_pipeline.columns import COMPONENTS, LABEL, stage
+from fruit_pipeline.pca import as_vectors, fit_scaled_pca
 
 logger = logging.getLogger(__name__)
 
 
 def fit_pca(image_features: DataFrame, reduce: dict[str, Any]) -> tuple[PipelineModel, dict]:
-    """Fit StandardScaler then PCA once and choose the smallest k reaching the threshold."""
-    vectors = as_vectors(image_features)
-    image_count = vectors.count()
-    model, explained = fit_scaled_pca(vectors, image_count, reduce["max_components"])
+    """Fit the standardization and PCA once and keep the smallest k reaching the threshold."""
     threshold = reduce["variance_threshold"]
-    k = choose_components(explained, threshold)
+    fit = fit_scaled_pca(as_vectors(image_features), threshold, reduce["max_components"])
+    explained = fit.explained_variance
+    k = fit.components
     cumulative = np.cumsum(explained)
     if cumulative[k - 1] < threshold:
         logger.warning(
@@ -39,24 +40,23 @@ def fit_pca(image_features: DataFrame, reduce: dict[str, Any]) -> tuple[Pipeline
         "components": k,
         "cumulative_variance_at_k": float(cumulative[k - 1]),
         "threshold_reached": bool(cumulative[k - 1] >= threshold),
-        "image_count": image_count,
-        "feature_count": model.stages[0].mean.size,
+        "image_count": fit.image_count,
+        "feature_count": fit.feature_count,
+        "constant_features_dropped": fit.constant_features,
         "components_fitted": len(explained),
         "explained_variance": [float(value) for value in explained],
         "cumulative_explained_variance": [float(value) for value in cumulative],
     }
-    return model, report
+    return fit.model, report
 
 
-def project_features(
-    image_features: DataFrame, pca_model: PipelineModel, variance_report: dict
-) -> pd.DataFrame:
-    """Project every image onto the first k components: path, label, pc_1 ... pc_k."""
-    k = variance_report["components"]
-    components = vector_to_array(F.col("components"))
+def project_features(image_features: DataFrame, pca_model: PipelineModel) -> pd.DataFrame:
+    """Project every image onto the k kept components: path, label, pc_1 ... pc_k."""
+    k = stage(pca_model, PCAModel).getK()
+    components = vector_to_array(F.col(COMPONENTS))
     return (
         pca_model.transform(as_vectors(image_features))
-        .select("path", "label", *[components[i].alias(f"pc_{i + 1}") for i in range(k)])
+        .select("path", LABEL, *[components[i].alias(f"pc_{i + 1}") for i in range(k)])
         .orderBy("path")
         .toPandas()
     )

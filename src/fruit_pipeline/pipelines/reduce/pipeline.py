@@ -21,7 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 project_features,
-                ["image_features", "pca_model", "variance_report"],
+                ["image_features", "pca_model"],
                 "pca_features",
                 name="project_features",
             ),

@@ -8,12 +8,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.ml import PipelineModel
 from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import IndexToString, StandardScaler, StringIndexer, VectorSlicer
+from pyspark.ml.feature import IndexToString, StringIndexer
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.pca import as_vectors, choose_components, fit_scaled_pca
+from fruit_pipeline.columns import (
+    COMPONENTS,
+    LABEL,
+    LABEL_INDEX,
+    PREDICTED_LABEL,
+    PREDICTION_INDEX,
+    PROBABILITY,
+    SCALED,
+)
+from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
 logger = logging.getLogger(__name__)
 
@@ -44,35 +53,38 @@ def assign_split(image_features: DataFrame, train: dict[str, Any]) -> DataFrame:
 def train_classifier(
     split_features: DataFrame, train: dict[str, Any]
 ) -> tuple[PipelineModel, dict[str, Any]]:
-    """Fit scaler, PCA and multinomial logistic regression on the training images only."""
+    """Fit standardization, PCA and multinomial logistic regression on the training images only."""
     training = as_vectors(split_features.where(F.col("split") == "train"))
-    image_count = training.count()
-    labels = StringIndexer(inputCol="label", outputCol="label_index", handleInvalid="keep")
-    stages: list[Any] = [labels.fit(training)]
+    labels = StringIndexer(inputCol=LABEL, outputCol=LABEL_INDEX, handleInvalid="keep")
+    label_indexer = labels.fit(training)
     if train["use_pca"]:
-        pca_model, explained = fit_scaled_pca(training, image_count, train["max_components"])
-        k = choose_components(explained, train["variance_threshold"])
-        selected = VectorSlicer(inputCol="components", outputCol="inputs", indices=list(range(k)))
-        stages += [*pca_model.stages, selected]
-        inputs = {"inputs": "pca", "components": k}
+        fit = fit_scaled_pca(training, train["variance_threshold"], train["max_components"])
+        inputs_model, inputs_column = fit.model, COMPONENTS
+        inputs = {
+            "inputs": "pca",
+            "components": fit.components,
+            "constant_features_dropped": fit.constant_features,
+            "explained_variance": [float(share) for share in fit.explained_variance],
+            "train_images": fit.image_count,
+        }
     else:
-        scaler = StandardScaler(inputCol="vector", outputCol="inputs", withMean=True, withStd=True)
-        stages.append(scaler.fit(training))
-        inputs = {"inputs": "features", "components": None}
+        inputs_model, inputs_column = fit_standardizer(training), SCALED
+        inputs = {"inputs": "features", "components": None, "train_images": training.count()}
+    stages: list[Any] = [label_indexer, *inputs_model.stages]
     regression = train["logistic_regression"]
     classifier = LogisticRegression(
-        featuresCol="inputs",
-        labelCol="label_index",
-        predictionCol="prediction_index",
+        featuresCol=inputs_column,
+        labelCol=LABEL_INDEX,
+        predictionCol=PREDICTION_INDEX,
         family="multinomial",
         maxIter=regression["max_iter"],
         regParam=regression["reg_param"],
         elasticNetParam=regression["elastic_net_param"],
     ).fit(PipelineModel(stages).transform(training))
     names = IndexToString(
-        inputCol="prediction_index", outputCol="predicted_label", labels=stages[0].labels
+        inputCol=PREDICTION_INDEX, outputCol=PREDICTED_LABEL, labels=label_indexer.labels
     )
-    return PipelineModel([*stages, classifier, names]), {**inputs, "train_images": image_count}
+    return PipelineModel([*stages, classifier, names]), inputs
 
 
 def evaluate_classifier(
@@ -81,13 +93,13 @@ def evaluate_classifier(
     """Accuracy, macro F1 and per-class figures of the classifier on the test images."""
     test = as_vectors(split_features.where(F.col("split") == "test"))
     scored = classifier.transform(test)
-    pairs = scored.groupBy("label", "predicted_label").count().collect()
+    pairs = scored.groupBy(LABEL, PREDICTED_LABEL).count().collect()
     if not pairs:
         raise ValueError("No test images: the split left every image in training.")
     counts = pd.DataFrame(pairs, columns=["label", "predicted_label", "count"])
     # The probability given to the true label (0 for a label unknown to the classifier).
     true_probability = F.coalesce(
-        vector_to_array("probability")[F.col("label_index").cast("int")], F.lit(0.0)
+        vector_to_array(PROBABILITY)[F.col(LABEL_INDEX).cast("int")], F.lit(0.0)
     )
     confidence = scored.select(
         F.avg(-F.log(F.greatest(true_probability, F.lit(1e-15)))).alias("log_loss"),
@@ -100,6 +112,8 @@ def evaluate_classifier(
         "train_images": classifier_inputs["train_images"],
         "inputs": classifier_inputs["inputs"],
         "pca_components": classifier_inputs["components"],
+        "pca_explained_variance": classifier_inputs.get("explained_variance"),
+        "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
     }
 
 

@@ -1,0 +1,124 @@
+"""Train pipeline speed with the JVM's pure-Java BLAS/LAPACK against the machine's native ones.
+
+Spark ML (netlib) loads the system's libblas.so.3 and liblapack.so.3 when it finds them, else
+runs pure Java. This times `kedro run --pipeline train` as a whole process both ways, on the
+features of an earlier featurize run (repeated, under new paths, up to the sizes asked), and
+prints wall time, test accuracy and PCA k of each run.
+
+    python benchmarks/train_benchmark.py --features data/04_feature/image_features.parquet \
+        --sizes 0 8000     # 0: the features as they are
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NATIVE_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
+FEATURES = Path("data/04_feature/image_features.parquet")
+METRICS = Path("data/08_reporting/classification_metrics.json")
+
+
+def native_libraries_load() -> bool:
+    try:
+        for library in NATIVE_LIBRARIES:
+            ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
+
+
+def pure_java_environment(folder: Path) -> dict[str, str]:
+    """Empty placeholders found first on the library path: netlib falls back to pure Java."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for library in NATIVE_LIBRARIES:
+        (folder / library).write_bytes(b"")
+    library_path = [str(folder), *filter(None, [os.environ.get("LD_LIBRARY_PATH")])]
+    return {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "LD_LIBRARY_PATH": os.pathsep.join(library_path),
+    }
+
+
+def project_with_features(root: Path, features: pd.DataFrame, size: int) -> Path:
+    """A project copy whose image_features are `size` rows (0: all), repeated under new paths."""
+    root.mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
+    (root / "conf" / "local").mkdir()
+    (root / "src").mkdir()
+    rows = features if size == 0 else features.iloc[[i % len(features) for i in range(size)]]
+    paths = [copied_path(path, i // len(features)) for i, path in enumerate(rows["path"])]
+    table = rows.assign(path=paths)
+    (root / FEATURES).mkdir(parents=True)
+    table.to_parquet(root / FEATURES / "part-00000.parquet", index=False)
+    return root
+
+
+def copied_path(path: str, copy: int) -> str:
+    """The path of the n-th copy of an image, in the same class folder (copy 0: the image)."""
+    folder, name = path.rsplit("/", 1)
+    return path if copy == 0 else f"{folder}/copy{copy}_{name}"
+
+
+def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline", "train"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise SystemExit(f"kedro run --pipeline train failed:\n{result.stdout}\n{result.stderr}")
+    fallback = [
+        kind
+        for kind in ("blas.JNIBLAS", "lapack.JNILAPACK")
+        if f"Failed to load implementation from:dev.ludovic.netlib.{kind}" in result.stderr
+    ]
+    used = "pure Java (" + ", ".join(fallback) + " not loaded)" if fallback else "native"
+    return seconds, json.loads((project / METRICS).read_text()), used
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--features", type=Path, required=True, help="an image_features folder")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
+    args = parser.parse_args()
+    features = pd.read_parquet(args.features, columns=["path", "label", "features"])
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    native = native_libraries_load()
+    if not native:
+        print("No native libblas.so.3 / liblapack.so.3 on this machine: pure Java only.")
+    print(f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'train s':>7} | {'accuracy':>8} | k")
+    with tempfile.TemporaryDirectory(prefix="train_benchmark_") as scratch:
+        for size in args.sizes:
+            project = project_with_features(Path(scratch) / f"p{size}", features, size)
+            environments = [pure_java_environment(Path(scratch) / "no_native")]
+            if native:
+                environments.append(env)
+            for environment in environments:
+                seconds, metrics, used = timed_train(project, environment)
+                images = metrics["train_images"] + metrics["test_images"]
+                print(
+                    f"{images:>7} | {used:<45} | {seconds:>7.1f} | "
+                    f"{metrics['accuracy']:>8.4f} | {metrics['pca_components']}"
+                )
+
+
+if __name__ == "__main__":
+    main()
