@@ -6,11 +6,11 @@ folders), then measures in child processes, on the same machine and in the same 
       with all cores, the model built once (its build time is not counted);
   (o) plain ONNX Runtime: the same decode and the same converted model in one session with all
       cores (its creation is not counted);
-  (b) `kedro run --pipeline featurize` on a local Spark session with all cores, Parquet included,
+  (b) `kedro run --pipelines featurize` on a local Spark session with all cores, Parquet included,
       the ONNX model already in the cache (the conversion is timed once, apart).
 It prints images/second, the ratios of (b) to the loops, the fixed overhead and marginal rate of
 (b) from the two sizes, the peak resident memory of each process tree, the time of
-`kedro run --pipeline reduce` at the largest size and a projection for the full data set on a
+`kedro run --pipelines reduce` at the largest size and a projection for the full data set on a
 cluster.
 
     python benchmarks/featurize_benchmark.py --source ../shared/data/fruits-360/sample/Training
@@ -212,7 +212,7 @@ def main() -> None:
             }
             project = new_project(Path(scratch) / f"project_{size}")
             pipeline = measure(
-                [*kedro, "--pipeline", "featurize", "--params", f"images_root={corpus},{params}"],
+                [*kedro, "--pipelines", "featurize", "--params", f"images_root={corpus},{params}"],
                 project,
                 env,
             )
@@ -220,7 +220,7 @@ def main() -> None:
             if summary["featurized"] != size:
                 raise SystemExit(f"featurized {summary['featurized']} of {size} images")
             rows.append((size, loop_rates, loops, pipeline, project))
-        reduce = measure([*kedro, "--pipeline", "reduce"], rows[-1][4], env)
+        reduce = measure([*kedro, "--pipelines", "reduce"], rows[-1][4], env)
 
     print_report(args, rows, conversion, reduce)
 

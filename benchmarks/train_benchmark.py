@@ -1,7 +1,7 @@
 """Train pipeline speed with the JVM's pure-Java BLAS/LAPACK against the machine's native ones.
 
 Spark ML (netlib) loads the system's libblas.so.3 and liblapack.so.3 when it finds them, else
-runs pure Java. This times `kedro run --pipeline train` as a whole process both ways, on the
+runs pure Java. This times `kedro run --pipelines train` as a whole process both ways, on the
 features of an earlier featurize run (repeated, under new paths, up to the sizes asked), and
 prints wall time, test accuracy and PCA k of each run.
 
@@ -75,7 +75,7 @@ def copied_path(path: str, copy: int) -> str:
 def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", "train"],
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "train"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -84,7 +84,7 @@ def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
     )
     seconds = time.perf_counter() - start
     if result.returncode:
-        raise SystemExit(f"kedro run --pipeline train failed:\n{result.stdout}\n{result.stderr}")
+        raise SystemExit(f"kedro run --pipelines train failed:\n{result.stdout}\n{result.stderr}")
     fallback = [
         kind
         for kind in ("blas.JNIBLAS", "lapack.JNILAPACK")

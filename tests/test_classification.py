@@ -35,8 +35,25 @@ def test_real_weights_classify_the_sample_test_images(real):
     assert metrics["test_images"] == 135
     assert metrics["classes"] == 4
     assert set(metrics["per_class"]) == {"apple", "lemon", "mango", "raspberry"}
-    assert metrics["inputs"] == "pca"
-    assert metrics["pca_components"] >= 1
+
+
+def test_the_classifier_is_chosen_on_validation_images_and_calibrated(real):
+    root, metrics = real
+    selection = metrics["selection"]
+    assert len(selection["candidates"]) == 4
+    assert selection["chosen"]["name"] in {c["name"] for c in selection["candidates"]}
+    assert all(0.9 <= c["validation_accuracy"] <= 1.0 for c in selection["candidates"])
+    # The validation images come out of the 328 training images, never out of the test ones.
+    assert 0 < selection["validation_images"] < 328
+    assert metrics["converged"] is True
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] > 0
+    assert sum(b["images"] for b in calibration["bins"]) == metrics["test_images"]
+    assert 0 <= calibration["expected_calibration_error"] < 0.1
+    assert 0.5 < metrics["unknown_answer"]["answered_share"] <= 1.0
+    assert metrics["unknown_answer"]["answered_accuracy"] >= metrics["accuracy"]
+    plot = root / "data/08_reporting/reliability.png"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_the_model_and_the_confusion_plot_are_saved(real):

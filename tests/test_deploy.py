@@ -16,10 +16,10 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog
 
 from fruit_pipeline import feature_model
+from fruit_pipeline.config import config_loader
 from fruit_pipeline.deploy import (
     Deployment,
     Settings,
@@ -30,7 +30,6 @@ from fruit_pipeline.deploy import (
     step_command,
 )
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
-from fruit_pipeline.settings import CONFIG_LOADER_ARGS
 from tests.helpers import PROJECT_ROOT, new_project
 
 REGION = "eu-west-3"
@@ -206,7 +205,9 @@ def test_run_adds_a_kedro_run_step_then_status_and_terminate(deployment, setting
     args = step["Config"]["Args"]
     assert step["Config"]["Jar"] == "command-runner.jar"
     assert args[:2] == ["bash", "-c"]
-    assert "kedro run --env=emr --pipeline reduce --params reduce.variance_threshold=0.9" in args[2]
+    assert (
+        "kedro run --env=emr --pipelines reduce --params reduce.variance_threshold=0.9" in args[2]
+    )
     assert deployment.step_logs(cluster_id, step_id).startswith(f"s3://{settings.bucket}/")
     status = deployment.status(cluster_id)
     assert status["steps"][0]["id"] == step_id
@@ -218,7 +219,8 @@ def test_run_adds_a_kedro_run_step_then_status_and_terminate(deployment, setting
 def test_the_step_command_quotes_what_the_user_gives():
     script = step_command("featurize", "images_root=s3://b/my images")[-1]
     assert (
-        "kedro run --env=emr --pipeline featurize --params 'images_root=s3://b/my images'" in script
+        "kedro run --env=emr --pipelines featurize --params 'images_root=s3://b/my images'"
+        in script
     )
 
 
@@ -266,14 +268,7 @@ def test_the_policies_are_valid_iam_and_scoped_to_the_bucket(aws, settings):
 
 
 def emr_catalog() -> DataCatalog:
-    loader = OmegaConfigLoader(
-        conf_source=str(PROJECT_ROOT / "conf"),
-        base_env="base",
-        default_run_env="emr",
-        config_patterns=CONFIG_LOADER_ARGS["config_patterns"],
-        custom_resolvers=CONFIG_LOADER_ARGS["custom_resolvers"],
-    )
-    return DataCatalog.from_config(loader["catalog"])
+    return DataCatalog.from_config(config_loader(PROJECT_ROOT, env="emr")["catalog"])
 
 
 def test_the_emr_catalog_round_trips_through_s3(deployment, settings, monkeypatch, weights_file):

@@ -45,7 +45,7 @@ def reference(training_features) -> dict:
 
 @pytest.fixture(scope="module")
 def reduce_project(training_features, tmp_path_factory) -> Path:
-    """A project holding the training images' features only, after `kedro run --pipeline reduce`."""
+    """A project holding the training images' features only, after the reduce pipeline."""
     root = new_project(tmp_path_factory.mktemp("reduce_training"))
     training_features.write.parquet(str(root / FEATURES))
     run(root, "reduce")
@@ -74,8 +74,20 @@ def test_reduce_gives_numpys_explained_variance_and_k(reduce_project, reference)
     assert report["image_count"] == 328
 
 
-def test_train_gives_numpys_explained_variance_and_k(trained_sample_project, reference):
-    _, metrics = trained_sample_project
+@pytest.fixture(scope="module")
+def pca_trained_metrics(sample_project, tmp_path_factory) -> dict:
+    """`train` on the sample with PCA inputs only: the chosen model's PCA is on all 328 images."""
+    root = new_project(tmp_path_factory.mktemp("train_pca"))
+    (root / FEATURES).parent.mkdir(parents=True)
+    os.symlink(sample_project / FEATURES, root / FEATURES)
+    candidates = [{"inputs": "pca", "reg_param": 0.01}]
+    run(root, "train", train={"selection": {"candidates": candidates}})
+    return json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
+
+
+def test_train_gives_numpys_explained_variance_and_k(pca_trained_metrics, reference):
+    metrics = pca_trained_metrics
+    assert metrics["selection"]["chosen"]["inputs"] == "pca"
     shares = metrics["pca_explained_variance"]
     np.testing.assert_allclose(shares, reference["shares"][: len(shares)], rtol=0, atol=1e-6)
     assert metrics["pca_components"] == numpy_k(reference["shares"], 0.8)
@@ -101,7 +113,7 @@ def test_a_jvm_with_the_machines_native_lapack_gives_the_same_pca(reduce_project
     (project / FEATURES).parent.mkdir(parents=True)
     os.symlink(reduce_project / FEATURES, project / FEATURES)
     subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline", "reduce"],
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "reduce"],
         cwd=project,
         check=True,
         timeout=600,

@@ -162,9 +162,12 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
     assert task_names("reduce") == reduce
     assert task_names("train") == {
         "assign_split",
+        "select_classifier",
         "train_classifier",
         "evaluate_classifier",
+        "export_classifier",
         "plot_confusion_matrix",
+        "plot_reliability",
     }
     # The featurize nodes reused by predict show under their own names, in the predict namespace.
     assert task_names("predict") == featurize | {"predict_labels"}

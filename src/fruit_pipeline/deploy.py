@@ -32,9 +32,8 @@ from typing import Any
 import boto3
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
-from kedro.config import OmegaConfigLoader
 
-from fruit_pipeline.settings import CONFIG_LOADER_ARGS
+from fruit_pipeline.config import config_loader
 
 logger = logging.getLogger("fruit_pipeline.deploy")
 
@@ -72,13 +71,7 @@ class Settings:
 
 def load_settings(conf_source: Path) -> Settings:
     """Read conf/emr: the bucket and prefix from globals.yml, the rest from deploy.yml."""
-    loader = OmegaConfigLoader(
-        conf_source=str(conf_source),
-        base_env="base",
-        default_run_env="emr",
-        config_patterns={**CONFIG_LOADER_ARGS["config_patterns"], "deploy": ["deploy*"]},
-        custom_resolvers=CONFIG_LOADER_ARGS["custom_resolvers"],
-    )
+    loader = config_loader(conf_source.parent, env="emr")
     found = loader["globals"]
     deploy = loader["deploy"]
     return Settings(bucket=found["bucket"], prefix=found["prefix"], **deploy)
@@ -332,7 +325,7 @@ def step_command(pipeline: str | None, params: str | None) -> list[str]:
     """command-runner.jar arguments: `kedro run --env=emr` from the project on the primary node."""
     kedro = ["venv/bin/kedro", "run", "--env=emr"]
     if pipeline:
-        kedro += ["--pipeline", pipeline]
+        kedro += ["--pipelines", pipeline]
     if params:
         kedro += ["--params", params]
     # spark_env.sh, written by the bootstrap action, puts EMR's own pyspark on the path.

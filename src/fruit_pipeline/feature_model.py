@@ -73,6 +73,21 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     return model
 
 
+def identity(source: str | None, engine: str) -> dict[str, Any]:
+    """What identifies the features a model makes: the weights file's SHA-256 and the engine."""
+    checksum = None
+    if source is not None:
+        with weights_file(source) as path:
+            checksum = _sha256(path)
+    return {
+        "weights": source,
+        "weights_sha256": checksum,
+        "engine": engine,
+        "input_size": INPUT_SIZE,
+        "feature_size": FEATURE_SIZE,
+    }
+
+
 def to_onnx(model: Any) -> bytes:
     """Keras' own ONNX export (tf2onnx) of a model taking a batch of pixels of any length."""
     import keras  # noqa: PLC0415
@@ -153,7 +168,10 @@ def _keras_cache_file() -> Path | None:
 
 def _onnx_name(weights: Path) -> str:
     # The weights' bytes and everything that shapes the conversion: a new one misses the cache.
-    digest = hashlib.sha256(weights.read_bytes())
-    for part in (version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE, INPUT_NAME):
-        digest.update(str(part).encode())
+    parts = (_sha256(weights), version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE)
+    digest = hashlib.sha256("/".join(str(part) for part in (*parts, INPUT_NAME)).encode())
     return f"mobilenet_v2_features-{digest.hexdigest()[:16]}.onnx"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from kedro.config import OmegaConfigLoader
+from fruit_pipeline.config import config_loader
 
 logger = logging.getLogger("fruit_pipeline.sample_images")
 
@@ -53,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _settings() -> dict[str, Any]:
     conf_source = Path(os.environ.get("KEDRO_CONF_SOURCE", "conf"))
-    loader = OmegaConfigLoader(
-        conf_source=str(conf_source),
-        base_env="base",
-        default_run_env="local",
-        config_patterns={"sample_images": ["sample_images*"]},
-    )
-    return dict(loader["sample_images"])
+    return dict(config_loader(conf_source.resolve().parent)["sample_images"])
 
 
 def copy_sample(source: Path, dest: Path, per_class: int | None) -> int:

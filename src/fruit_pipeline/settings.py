@@ -19,6 +19,9 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "config_patterns": {
         "spark": ["spark*", "spark*/**"],
+        "deploy": ["deploy*"],
+        "facts": ["fruit_facts*"],
+        "sample_images": ["sample_images*"],
     },
     # An environment (conf/emr) states only the keys that differ from conf/base.
     "merge_strategy": {"parameters": "soft", "spark": "soft"},

@@ -3,14 +3,18 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from pyspark.ml.feature import PCAModel, StandardScalerModel
+from pyspark.ml.functions import vector_to_array
 
+from fruit_pipeline.calibration import softmax
 from fruit_pipeline.columns import stage
+from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     classification_metrics,
     evaluate_classifier,
     plot_confusion_matrix,
+    select_classifier,
     train_classifier,
 )
 from tests.helpers import numpy_pca_shares
@@ -19,10 +23,22 @@ TRAIN = {
     "split_folders": {"train": "Training", "test": "Test"},
     "seed": 42,
     "train_ratio": 0.8,
-    "use_pca": True,
     "variance_threshold": 0.8,
     "max_components": 50,
-    "logistic_regression": {"max_iter": 100, "reg_param": 0.01, "elastic_net_param": 0.0},
+    "selection": {
+        "validation_ratio": 0.25,
+        "candidates": [
+            {"inputs": "pca", "reg_param": 0.01},
+            {"inputs": "features", "reg_param": 0.01},
+        ],
+        "max_iter": 100,
+        "elastic_net_param": 0.0,
+    },
+    "keep_correct": 0.99,
+}
+PCA_ONLY = {
+    **TRAIN,
+    "selection": {**TRAIN["selection"], "candidates": [{"inputs": "pca", "reg_param": 0.01}]},
 }
 SCHEMA = "path string, label string, features array<float>"
 
@@ -43,17 +59,27 @@ def clustered_features(spark, split_folders: bool = True):
 
 @pytest.fixture(scope="module")
 def trained(spark):
-    split_features = assign_split(clustered_features(spark), TRAIN)
-    classifier, inputs = train_classifier(split_features, TRAIN)
-    return split_features, classifier, inputs
+    split_features = assign_split(clustered_features(spark), PCA_ONLY)
+    selection = select_classifier(split_features, PCA_ONLY)
+    classifier, inputs = train_classifier(split_features, selection, PCA_ONLY)
+    return split_features, classifier, inputs, selection
 
 
-def test_split_comes_from_the_training_and_test_folders(trained):
-    split_features, _, _ = trained
+def test_split_comes_from_the_folders_and_validation_from_the_training_side(trained):
+    split_features, _, _, _ = trained
     splits = {row["path"]: row["split"] for row in split_features.collect()}
     assert all(
-        split == ("train" if "/Training/" in path else "test") for path, split in splits.items()
+        split in (("train", "validation") if "/Training/" in path else ("test",))
+        for path, split in splits.items()
     )
+    validation = list(splits.values()).count("validation") / 90
+    assert 0.1 < validation < 0.4
+
+
+def test_a_single_split_folder_falls_back_to_the_seeded_split(spark):
+    features = clustered_features(spark).where("path LIKE '%/Training/%'")
+    splits = [row["split"] for row in assign_split(features, TRAIN).collect()]
+    assert {"train", "validation", "test"} == set(splits)
 
 
 def test_without_split_folders_the_random_split_is_seeded_and_keeps_the_ratio(spark):
@@ -65,13 +91,15 @@ def test_without_split_folders_the_random_split_is_seeded_and_keeps_the_ratio(sp
     }
     assert first == again
     assert first != other_seed
-    assert 0.65 < list(first.values()).count("train") / len(first) < 0.95
+    training_side = [split for split in first.values() if split != "test"]
+    assert 0.65 < len(training_side) / len(first) < 0.95
 
 
 def test_scaler_and_pca_see_the_training_images_only(trained):
-    split_features, classifier, inputs = trained
+    split_features, classifier, inputs, _ = trained
+    # The chosen candidate is refitted on every training image, validation ones included.
     training = np.stack(
-        [row["features"] for row in split_features.where("split = 'train'").collect()]
+        [row["features"] for row in split_features.where("split != 'test'").collect()]
     )
     scaler = stage(classifier, StandardScalerModel)
     np.testing.assert_allclose(scaler.mean.toArray(), training.mean(axis=0), rtol=1e-5, atol=1e-5)
@@ -87,12 +115,16 @@ def test_scaler_and_pca_see_the_training_images_only(trained):
 
 
 def test_separable_classes_are_all_recognised(trained):
-    split_features, classifier, inputs = trained
-    metrics = evaluate_classifier(split_features, classifier, inputs)
+    split_features, classifier, inputs, selection = trained
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
     assert metrics["accuracy"] == 1.0
     assert metrics["macro_f1"] == 1.0
     assert 0 <= metrics["log_loss"] < 0.1
     assert 0.9 < metrics["mean_true_label_probability"] <= 1.0
+    assert metrics["calibration"]["temperature"] == selection["temperature"] > 0
+    assert 0 <= metrics["calibration"]["expected_calibration_error"] < 0.1
+    assert metrics["unknown_answer"]["answered_accuracy"] == 1.0
+    assert metrics["converged"] is True
     assert metrics["test_images"] == 30
     assert metrics["train_images"] == 90
     assert metrics["classes"] == 3
@@ -104,12 +136,24 @@ def test_separable_classes_are_all_recognised(trained):
     }
 
 
-def test_the_raw_features_can_feed_the_classifier(spark):
+def test_every_candidate_is_scored_on_validation_and_the_best_is_chosen(spark):
     split_features = assign_split(clustered_features(spark), TRAIN)
-    classifier, inputs = train_classifier(split_features, {**TRAIN, "use_pca": False})
-    assert inputs["inputs"] == "features"
-    assert inputs["components"] is None
-    assert evaluate_classifier(split_features, classifier, inputs)["accuracy"] == 1.0
+    selection = select_classifier(split_features, TRAIN)
+    assert [c["name"] for c in selection["candidates"]] == [
+        "pca, reg_param 0.01",
+        "features, reg_param 0.01",
+    ]
+    best = max(
+        selection["candidates"], key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"])
+    )
+    assert selection["chosen"]["name"] == best["name"]
+    assert all(c["converged"] and c["seconds"] > 0 for c in selection["candidates"])
+    assert selection["validation_images"] == split_features.where("split = 'validation'").count()
+    classifier, inputs = train_classifier(split_features, selection, TRAIN)
+    assert inputs["chosen"] == best["name"]
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    assert metrics["accuracy"] == 1.0
+    assert metrics["selection"] == selection
 
 
 def test_metrics_from_a_known_confusion():
@@ -149,13 +193,14 @@ def test_the_confusion_plot_names_every_class_even_with_a_hundred_and_twenty():
 
 
 def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
-    split_features, classifier, _ = trained
+    split_features, classifier, _, selection = trained
     new_images = split_features.where("split = 'test'").drop("split")
-    predictions = predict_labels(new_images, classifier, {"top_labels": 3})
+    predictions = predict_labels(new_images, classifier, selection, {"top_labels": 3})
     assert list(predictions.columns) == [
         "path",
         "predicted_label",
         "probability",
+        "sure",
         "label_1",
         "probability_1",
         "label_2",
@@ -172,3 +217,13 @@ def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
     np.testing.assert_allclose(totals, 1.0, rtol=1e-6)
     expected = predictions["path"].str.extract(r"/Test/([^/]+)/")[0]
     assert (predictions["predicted_label"] == expected).all()
+    # The calibrated probability: softmax of the margins over the temperature, by numpy.
+    margins = np.stack(
+        classifier.transform(as_vectors(new_images))
+        .orderBy("path")
+        .select(vector_to_array("rawPrediction").alias("m"))
+        .toPandas()["m"]
+    )
+    expected_top = softmax(margins, selection["temperature"]).max(axis=1)
+    np.testing.assert_allclose(predictions["probability"], expected_top, rtol=1e-9)
+    assert (predictions["sure"] == (expected_top >= selection["unknown_threshold"])).all()

@@ -6,24 +6,28 @@ import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import IndexToString
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import PREDICTED_LABEL, PROBABILITY, stage
+from fruit_pipeline.columns import RAW_PREDICTION, stage
 from fruit_pipeline.pca import as_vectors
 
 
 def predict_labels(
-    new_image_features: DataFrame, classifier: PipelineModel, predict: dict[str, Any]
+    new_image_features: DataFrame,
+    classifier: PipelineModel,
+    classifier_selection: dict[str, Any],
+    predict: dict[str, Any],
 ) -> pd.DataFrame:
-    """Name the fruit of each image with its probability, and the top labels with theirs."""
+    """Name the fruit of each image, how sure, and the top labels with their probabilities."""
     labels = stage(classifier, IndexToString).getLabels()
     top = min(predict["top_labels"], len(labels))
     scored = classifier.transform(as_vectors(new_image_features))
+    probabilities = calibrated_probabilities(classifier_selection["temperature"])
     # (probability, label) pairs sorted by probability, highest first, all inside Spark.
     ranked = F.sort_array(
         F.arrays_zip(
-            vector_to_array(PROBABILITY).alias("probability"),
+            probabilities.alias("probability"),
             F.array(*[F.lit(label) for label in labels]).alias("label"),
         ),
         asc=False,
@@ -36,13 +40,24 @@ def predict_labels(
             ranked[rank]["probability"].alias(f"probability_{rank + 1}"),
         )
     ]
+    best = ranked[0]["probability"]
     return (
         scored.select(
             "path",
-            PREDICTED_LABEL,
-            F.array_max(vector_to_array(PROBABILITY)).alias("probability"),
+            ranked[0]["label"].alias("predicted_label"),
+            best.alias("probability"),
+            (best >= classifier_selection["unknown_threshold"]).alias("sure"),
             *ranked_columns,
         )
         .orderBy("path")
         .toPandas()
     )
+
+
+def calibrated_probabilities(temperature: float) -> Column:
+    """Softmax of the classifier's margins divided by the temperature fitted in `train`."""
+    scaled = F.transform(vector_to_array(RAW_PREDICTION), lambda margin: margin / temperature)
+    largest = F.array_max(scaled)
+    exponentials = F.transform(scaled, lambda margin: F.exp(margin - largest))
+    total = F.aggregate(exponentials, F.lit(0.0), lambda sum_, value: sum_ + value)
+    return F.transform(exponentials, lambda value: value / total)

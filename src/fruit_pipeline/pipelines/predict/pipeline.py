@@ -23,7 +23,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 predict_labels,
-                ["new_image_features", "classifier", "params:predict"],
+                ["new_image_features", "classifier", "classifier_selection", "params:predict"],
                 "predictions",
                 name="predict_labels",
             )

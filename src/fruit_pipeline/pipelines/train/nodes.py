@@ -1,26 +1,43 @@
 """Nodes of the train pipeline."""
 
 import logging
+import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from pyspark.ml import PipelineModel
-from pyspark.ml.classification import LogisticRegression
-from pyspark.ml.feature import IndexToString, StringIndexer
+from pyspark.ml.classification import LogisticRegression, LogisticRegressionModel
+from pyspark.ml.feature import (
+    IndexToString,
+    PCAModel,
+    StandardScalerModel,
+    StringIndexer,
+    VarianceThresholdSelectorModel,
+)
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from fruit_pipeline import feature_model
+from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
+from fruit_pipeline.classifier_export import FORMAT as EXPORT_FORMAT
 from fruit_pipeline.columns import (
     COMPONENTS,
     LABEL,
     LABEL_INDEX,
     PREDICTED_LABEL,
     PREDICTION_INDEX,
-    PROBABILITY,
+    RAW_PREDICTION,
     SCALED,
+    SPLIT,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    stage,
 )
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
@@ -28,92 +45,303 @@ logger = logging.getLogger(__name__)
 
 
 def assign_split(image_features: DataFrame, train: dict[str, Any]) -> DataFrame:
-    """Add `split` (train/test): the data set's own split folders, else a seeded random split."""
+    """Add `split`: test from the data set's folders (else seeded), validation carved from train."""
     split_folder = F.regexp_extract("path", r"([^/]+)/[^/]+/[^/]+$", 1)
     folders = train["split_folders"]
-    from_folders = F.when(split_folder == folders["train"], "train").when(
-        split_folder == folders["test"], "test"
+    from_folders = F.when(split_folder == folders["train"], TRAIN).when(
+        split_folder == folders["test"], TEST
     )
-    if image_features.where(from_folders.isNull()).isEmpty():
-        return image_features.withColumn("split", from_folders)
-    logger.info(
-        "Not every image sits under %s/ or %s/: splitting at random (seed %s, %.0f%% train).",
-        folders["train"],
-        folders["test"],
-        train["seed"],
-        100 * train["train_ratio"],
-    )
-    # A hash of the path, not rand(): each image keeps its split whatever the partitioning.
-    draw = F.abs(F.xxhash64("path", F.lit(train["seed"]))) % 1_000_000 / 1_000_000
+    sides = {row[0] for row in image_features.select(from_folders).distinct().collect()}
+    if sides == {TRAIN, TEST}:
+        split = from_folders
+    else:
+        logger.info(
+            "The images do not all sit under %s/ and %s/ with both present: splitting at random "
+            "(seed %s, %.0f%% train).",
+            folders["train"],
+            folders["test"],
+            train["seed"],
+            100 * train["train_ratio"],
+        )
+        split = F.when(_draw(train["seed"]) < train["train_ratio"], TRAIN).otherwise(TEST)
+    # Another draw (seed + 1) sets the validation images apart, inside the training side.
+    validation = _draw(train["seed"] + 1) < train["selection"]["validation_ratio"]
     return image_features.withColumn(
-        "split", F.when(draw < train["train_ratio"], "train").otherwise("test")
+        SPLIT, F.when((split == TRAIN) & validation, VALIDATION).otherwise(split)
     )
+
+
+def _draw(seed: int) -> Column:
+    # A hash of the path, not rand(): each image keeps its split whatever the partitioning.
+    return F.abs(F.xxhash64("path", F.lit(seed))) % 1_000_000 / 1_000_000
+
+
+def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[str, Any]:
+    """Fit each candidate on train, score it on validation; keep the best, fit its calibration."""
+    selection = train["selection"]
+    training = as_vectors(split_features.where(F.col(SPLIT) == TRAIN)).persist()
+    validation = as_vectors(split_features.where(F.col(SPLIT) == VALIDATION)).persist()
+    if validation.isEmpty():
+        raise ValueError(
+            "No validation images: raise train.selection.validation_ratio or add training images."
+        )
+    inputs_by_kind: dict[str, tuple[PipelineModel, str, dict[str, Any]]] = {}
+    candidates, margins = [], {}
+    for candidate in selection["candidates"]:
+        started = time.perf_counter()
+        if candidate["inputs"] not in inputs_by_kind:
+            inputs_by_kind[candidate["inputs"]] = fit_inputs(training, candidate["inputs"], train)
+        model, report = fit_classifier(
+            training, inputs_by_kind[candidate["inputs"]], candidate, selection
+        )
+        scored = score(model, validation)
+        name = f"{candidate['inputs']}, reg_param {candidate['reg_param']}"
+        margins[name] = scored
+        candidates.append(
+            {
+                "name": name,
+                **candidate,
+                **report,
+                "validation_accuracy": float(np.mean(scored.predicted == scored.labels)),
+                "validation_log_loss": log_loss(scored.margins, scored.labels),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        logger.info(
+            "Candidate %s: %s",
+            name,
+            {k: candidates[-1][k] for k in ("validation_accuracy", "converged")},
+        )
+    training.unpersist()
+    validation.unpersist()
+    best = max(candidates, key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"]))
+    chosen = margins[best["name"]]
+    temperature = fit_temperature(chosen.margins, chosen.labels)
+    calibrated = softmax(chosen.margins, temperature)
+    unknown = unknown_threshold(
+        calibrated.max(axis=1), chosen.predicted == chosen.labels, train["keep_correct"]
+    )
+    return {
+        "candidates": candidates,
+        "chosen": {key: best[key] for key in ("name", "inputs", "reg_param")},
+        "validation_images": len(chosen.labels),
+        "temperature": temperature,
+        "validation_log_loss_calibrated": log_loss(chosen.margins, chosen.labels, temperature),
+        "unknown_threshold": unknown["threshold"],
+        "keep_correct": train["keep_correct"],
+    }
 
 
 def train_classifier(
-    split_features: DataFrame, train: dict[str, Any]
+    split_features: DataFrame, classifier_selection: dict[str, Any], train: dict[str, Any]
 ) -> tuple[PipelineModel, dict[str, Any]]:
-    """Fit standardization, PCA and multinomial logistic regression on the training images only."""
-    training = as_vectors(split_features.where(F.col("split") == "train"))
+    """Refit the chosen candidate on every training image (validation included)."""
+    training = as_vectors(split_features.where(F.col(SPLIT).isin(TRAIN, VALIDATION))).persist()
+    chosen = classifier_selection["chosen"]
+    inputs = fit_inputs(training, chosen["inputs"], train)
+    model, report = fit_classifier(training, inputs, chosen, train["selection"])
+    training.unpersist()
+    return model, {**inputs[2], **report, "chosen": chosen["name"]}
+
+
+def fit_inputs(
+    training: DataFrame, kind: str, train: dict[str, Any]
+) -> tuple[PipelineModel, str, dict[str, Any]]:
+    """The classifier's input stages: standardization and PCA (`pca`) or standardization only."""
+    if kind == "pca":
+        fit = fit_scaled_pca(training, train["variance_threshold"], train["max_components"])
+        return (
+            fit.model,
+            COMPONENTS,
+            {
+                "inputs": "pca",
+                "components": fit.components,
+                "constant_features_dropped": fit.constant_features,
+                "explained_variance": [float(share) for share in fit.explained_variance],
+                "train_images": fit.image_count,
+            },
+        )
+    if kind == "features":
+        return (
+            fit_standardizer(training),
+            SCALED,
+            {"inputs": "features", "components": None, "train_images": training.count()},
+        )
+    raise ValueError(f"train.selection candidate inputs {kind!r}: use 'pca' or 'features'.")
+
+
+def fit_classifier(
+    training: DataFrame,
+    inputs: tuple[PipelineModel, str, dict[str, Any]],
+    candidate: dict[str, Any],
+    selection: dict[str, Any],
+) -> tuple[PipelineModel, dict[str, Any]]:
+    """Label indexer, input stages, multinomial logistic regression and label names, fitted."""
+    input_model, input_column, _ = inputs
     labels = StringIndexer(inputCol=LABEL, outputCol=LABEL_INDEX, handleInvalid="keep")
     label_indexer = labels.fit(training)
-    if train["use_pca"]:
-        fit = fit_scaled_pca(training, train["variance_threshold"], train["max_components"])
-        inputs_model, inputs_column = fit.model, COMPONENTS
-        inputs = {
-            "inputs": "pca",
-            "components": fit.components,
-            "constant_features_dropped": fit.constant_features,
-            "explained_variance": [float(share) for share in fit.explained_variance],
-            "train_images": fit.image_count,
-        }
-    else:
-        inputs_model, inputs_column = fit_standardizer(training), SCALED
-        inputs = {"inputs": "features", "components": None, "train_images": training.count()}
-    stages: list[Any] = [label_indexer, *inputs_model.stages]
-    regression = train["logistic_regression"]
-    classifier = LogisticRegression(
-        featuresCol=inputs_column,
+    stages: list[Any] = [label_indexer, *input_model.stages]
+    regression = LogisticRegression(
+        featuresCol=input_column,
         labelCol=LABEL_INDEX,
         predictionCol=PREDICTION_INDEX,
         family="multinomial",
-        maxIter=regression["max_iter"],
-        regParam=regression["reg_param"],
-        elasticNetParam=regression["elastic_net_param"],
+        maxIter=selection["max_iter"],
+        regParam=candidate["reg_param"],
+        elasticNetParam=selection["elastic_net_param"],
     ).fit(PipelineModel(stages).transform(training))
+    iterations = regression.summary.totalIterations
     names = IndexToString(
         inputCol=PREDICTION_INDEX, outputCol=PREDICTED_LABEL, labels=label_indexer.labels
     )
-    return PipelineModel([*stages, classifier, names]), inputs
+    report = {"iterations": iterations, "converged": iterations < selection["max_iter"]}
+    return PipelineModel([*stages, regression, names]), report
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A model's margins for labelled images, as numpy arrays on the driver."""
+
+    margins: np.ndarray  # (images, classes)
+    truth: list[str]  # the true label of each image
+    labels: np.ndarray  # index of each true label in the model's labels, -1 if unknown to it
+    predicted: np.ndarray  # index of the predicted label
+
+
+def score(model: PipelineModel, images: DataFrame) -> Scored:
+    """The raw margins of a fitted classifier for labelled images."""
+    known = list(stage(model, IndexToString).getLabels())
+    rows = (
+        model.transform(images)
+        .select(LABEL, vector_to_array(RAW_PREDICTION).alias("margins"))
+        .toPandas()
+    )
+    margins = np.stack(rows["margins"]) if len(rows) else np.zeros((0, len(known)))
+    index = {label: i for i, label in enumerate(known)}
+    labels = np.array([index.get(label, -1) for label in rows[LABEL]], dtype=np.int64)
+    return Scored(
+        margins=margins, truth=list(rows[LABEL]), labels=labels, predicted=margins.argmax(axis=1)
+    )
+
+
+def true_label_probability(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The probability given to each true label (0 for a label the classifier does not know)."""
+    picked = probabilities[np.arange(len(labels)), np.maximum(labels, 0)]
+    return np.where(labels >= 0, picked, 0.0)
 
 
 def evaluate_classifier(
-    split_features: DataFrame, classifier: PipelineModel, classifier_inputs: dict[str, Any]
+    split_features: DataFrame,
+    classifier: PipelineModel,
+    classifier_inputs: dict[str, Any],
+    classifier_selection: dict[str, Any],
 ) -> dict[str, Any]:
-    """Accuracy, macro F1 and per-class figures of the classifier on the test images."""
-    test = as_vectors(split_features.where(F.col("split") == "test"))
-    scored = classifier.transform(test)
-    pairs = scored.groupBy(LABEL, PREDICTED_LABEL).count().collect()
-    if not pairs:
+    """Test-image metrics of the chosen classifier: accuracy, F1, calibration, unknown answers."""
+    scored = score(classifier, as_vectors(split_features.where(F.col(SPLIT) == TEST)))
+    if not len(scored.labels):
         raise ValueError("No test images: the split left every image in training.")
-    counts = pd.DataFrame(pairs, columns=["label", "predicted_label", "count"])
-    # The probability given to the true label (0 for a label unknown to the classifier).
-    true_probability = F.coalesce(
-        vector_to_array(PROBABILITY)[F.col(LABEL_INDEX).cast("int")], F.lit(0.0)
+    names = list(stage(classifier, IndexToString).getLabels())
+    counts = (
+        pd.DataFrame(
+            {"label": scored.truth, "predicted_label": [names[i] for i in scored.predicted]}
+        )
+        .value_counts()
+        .rename("count")
+        .reset_index()
     )
-    confidence = scored.select(
-        F.avg(-F.log(F.greatest(true_probability, F.lit(1e-15)))).alias("log_loss"),
-        F.avg(true_probability).alias("mean_true_label_probability"),
-    ).first()
+    temperature = classifier_selection["temperature"]
+    calibrated, raw = softmax(scored.margins, temperature), softmax(scored.margins)
+    true_probability = true_label_probability(calibrated, scored.labels)
+    correct = scored.predicted == scored.labels
+    answered = calibrated.max(axis=1) >= classifier_selection["unknown_threshold"]
     return {
         **classification_metrics(counts),
-        "log_loss": float(confidence["log_loss"]),
-        "mean_true_label_probability": float(confidence["mean_true_label_probability"]),
+        "log_loss": _log_loss(true_probability),
+        "log_loss_uncalibrated": _log_loss(true_label_probability(raw, scored.labels)),
+        "mean_true_label_probability": float(true_probability.mean()),
+        "calibration": {
+            "temperature": temperature,
+            "fitted_on": "validation images",
+            **reliability(calibrated, scored.labels),
+            "expected_calibration_error_uncalibrated": reliability(raw, scored.labels)[
+                "expected_calibration_error"
+            ],
+        },
+        "unknown_answer": {
+            "threshold": classifier_selection["unknown_threshold"],
+            "chosen_on": "validation images",
+            "answered_share": float(answered.mean()),
+            "answered_accuracy": float(correct[answered].mean()) if answered.any() else None,
+        },
+        "selection": classifier_selection,
         "train_images": classifier_inputs["train_images"],
         "inputs": classifier_inputs["inputs"],
         "pca_components": classifier_inputs["components"],
         "pca_explained_variance": classifier_inputs.get("explained_variance"),
         "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
+        "converged": classifier_inputs["converged"],
+    }
+
+
+def _log_loss(true_probability: np.ndarray) -> float:
+    return float(np.mean(-np.log(np.maximum(true_probability, 1e-15))))
+
+
+def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float) -> dict[str, Any]:
+    """The lowest top probability that still answers `keep_correct` of the correct predictions."""
+    correct_tops = np.sort(top[correct])[::-1]
+    if not len(correct_tops):
+        raise ValueError("No image is classified correctly: no threshold can be chosen.")
+    threshold = float(correct_tops[max(math.ceil(keep_correct * len(correct_tops)) - 1, 0)])
+    answered = top >= threshold
+    return {
+        "threshold": threshold,
+        "keep_correct": keep_correct,
+        "images": len(top),
+        "answered_share": float(answered.mean()),
+        "answered_accuracy": float(correct[answered].mean()),
+        "accuracy_without_threshold": float(correct.mean()),
+    }
+
+
+def export_classifier(
+    classifier: PipelineModel,
+    classification_metrics: dict[str, Any],
+    featurize: dict[str, Any],
+) -> dict[str, Any]:
+    """The fitted classifier as plain numbers, with the feature model it expects and its metrics."""
+    pca = [candidate for candidate in classifier.stages if isinstance(candidate, PCAModel)]
+    scaler = stage(classifier, StandardScalerModel)
+    regression = stage(classifier, LogisticRegressionModel)
+    selector = stage(classifier, VarianceThresholdSelectorModel)
+    selection = classification_metrics["selection"]
+    exported_metrics = (
+        "accuracy",
+        "macro_f1",
+        "log_loss",
+        "test_images",
+        "train_images",
+        "classes",
+    )
+    return {
+        "format": EXPORT_FORMAT,
+        "labels": list(stage(classifier, IndexToString).getLabels()),
+        "selected_features": list(selector.selectedFeatures),
+        "scaler_mean": scaler.mean.toArray().tolist(),
+        "scaler_std": scaler.std.toArray().tolist(),
+        "pca_components": pca[0].pc.toArray().tolist() if pca else None,
+        "coefficients": regression.coefficientMatrix.toArray().tolist(),
+        "intercepts": regression.interceptVector.toArray().tolist(),
+        "temperature": selection["temperature"],
+        "unknown_threshold": selection["unknown_threshold"],
+        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
+        "metrics": {key: classification_metrics[key] for key in exported_metrics}
+        | {
+            "expected_calibration_error": classification_metrics["calibration"][
+                "expected_calibration_error"
+            ],
+            "unknown_answer": classification_metrics["unknown_answer"],
+        },
     }
 
 
@@ -186,5 +414,34 @@ def plot_confusion_matrix(classification_metrics: dict[str, Any]) -> Figure:
         f"Test accuracy {classification_metrics['accuracy']:.3f}, macro F1 "
         f"{classification_metrics['macro_f1']:.3f} ({classification_metrics['test_images']} images)"
     )
+    figure.tight_layout()
+    return figure
+
+
+def plot_reliability(classification_metrics: dict[str, Any]) -> Figure:
+    """Accuracy against confidence on the test images, per bin of top probability."""
+    calibration = classification_metrics["calibration"]
+    bins = [b for b in calibration["bins"] if b["images"]]
+    figure = Figure(figsize=(6, 6))
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    axes.plot(
+        [b["mean_confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        marker="o",
+        label=f"temperature {calibration['temperature']:.2f}",
+    )
+    for b in bins:
+        axes.annotate(str(b["images"]), (b["mean_confidence"], b["accuracy"]), fontsize=7)
+    axes.set_xlabel("mean top probability in the bin")
+    axes.set_ylabel("accuracy in the bin")
+    axes.set_xlim(0, 1.02)
+    axes.set_ylim(0, 1.02)
+    axes.set_title(
+        f"Test images: ECE {calibration['expected_calibration_error']:.3f} "
+        f"(uncalibrated {calibration['expected_calibration_error_uncalibrated']:.3f})"
+    )
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
     figure.tight_layout()
     return figure

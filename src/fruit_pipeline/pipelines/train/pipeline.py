@@ -5,13 +5,16 @@ from kedro.pipeline import Node, Pipeline
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     evaluate_classifier,
+    export_classifier,
     plot_confusion_matrix,
+    plot_reliability,
+    select_classifier,
     train_classifier,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Features -> split -> classifier fitted on train -> metrics on test -> confusion plot."""
+    """Features -> split -> candidates chosen on validation -> refit -> test metrics -> export."""
     return Pipeline(
         [
             Node(
@@ -21,22 +24,40 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="assign_split",
             ),
             Node(
-                train_classifier,
+                select_classifier,
                 ["split_features", "params:train"],
+                "classifier_selection",
+                name="select_classifier",
+            ),
+            Node(
+                train_classifier,
+                ["split_features", "classifier_selection", "params:train"],
                 ["classifier", "classifier_inputs"],
                 name="train_classifier",
             ),
             Node(
                 evaluate_classifier,
-                ["split_features", "classifier", "classifier_inputs"],
+                ["split_features", "classifier", "classifier_inputs", "classifier_selection"],
                 "classification_metrics",
                 name="evaluate_classifier",
+            ),
+            Node(
+                export_classifier,
+                ["classifier", "classification_metrics", "params:featurize"],
+                "classifier_export",
+                name="export_classifier",
             ),
             Node(
                 plot_confusion_matrix,
                 "classification_metrics",
                 "confusion_matrix_plot",
                 name="plot_confusion_matrix",
+            ),
+            Node(
+                plot_reliability,
+                "classification_metrics",
+                "reliability_plot",
+                name="plot_reliability",
             ),
         ]
     )

@@ -1,0 +1,95 @@
+"""The trained classifier without Spark: numbers in a JSON document, probabilities with numpy.
+
+The `train` pipeline writes it (`classifier_export`) from the fitted Spark `PipelineModel`; the
+prediction service reads it. It holds, in the order they apply to a 1280-d feature vector:
+the indices of the features kept (constant ones dropped), the scaler's mean and standard
+deviation, the kept PCA components (none when the classifier takes the scaled features), the
+multinomial logistic regression's coefficients and intercepts, and the temperature that divides
+its margins (fitted on validation images).
+Besides: the label of each class, the threshold under which the answer is "unknown", the
+feature model it expects (weights checksum, engine) and the training metrics.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from fruit_pipeline.calibration import softmax
+
+FORMAT = "fruit_pipeline.classifier_export/1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A label (None: not sure enough), its probability and the best candidates."""
+
+    label: str | None
+    probability: float
+    top: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class ExportedClassifier:
+    """Probabilities of the classes for feature vectors, as the Spark model computes them."""
+
+    labels: list[str]
+    selected_features: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    components: np.ndarray | None
+    coefficients: np.ndarray
+    intercepts: np.ndarray
+    temperature: float
+    unknown_threshold: float
+    feature_model: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> "ExportedClassifier":
+        """From the JSON document `train` writes; another format is refused."""
+        if document.get("format") != FORMAT:
+            raise ValueError(
+                f"Not a classifier export of format {FORMAT}: {document.get('format')}"
+            )
+        components = document["pca_components"]
+        return cls(
+            labels=list(document["labels"]),
+            selected_features=np.asarray(document["selected_features"], dtype=np.int64),
+            mean=np.asarray(document["scaler_mean"]),
+            std=np.asarray(document["scaler_std"]),
+            components=None if components is None else np.asarray(components),
+            coefficients=np.asarray(document["coefficients"]),
+            intercepts=np.asarray(document["intercepts"]),
+            temperature=float(document["temperature"]),
+            unknown_threshold=float(document["unknown_threshold"]),
+            feature_model=dict(document["feature_model"]),
+            metrics=dict(document["metrics"]),
+        )
+
+    @classmethod
+    def load(cls, url: str) -> "ExportedClassifier":
+        """Read an export from a path or URL (s3://...)."""
+        with fsspec.open(url, "r") as file:
+            return cls.from_document(json.load(file))
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """(n, 1280) features -> (n, classes) probabilities."""
+        scaled = (features[:, self.selected_features] - self.mean) / np.where(
+            self.std > 0, self.std, 1.0
+        )
+        inputs = scaled if self.components is None else scaled @ self.components
+        return softmax(inputs @ self.coefficients.T + self.intercepts, self.temperature)
+
+    def answer(self, features: np.ndarray, top: int = 3) -> Answer:
+        """The answer for one image's features: its label, or None below the threshold."""
+        probabilities = self.probabilities(features.reshape(1, -1))[0]
+        order = np.argsort(probabilities)[::-1][:top]
+        best = float(probabilities[order[0]])
+        return Answer(
+            label=self.labels[order[0]] if best >= self.unknown_threshold else None,
+            probability=best,
+            top=[(self.labels[i], float(probabilities[i])) for i in order],
+        )
