@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from scratch_project import PROJECT_ROOT, new_project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 
 
@@ -142,17 +142,6 @@ def configured(name: str) -> int:
     """A featurize parameter of conf/base: the benchmark measures the defaults."""
     parameters = PROJECT_ROOT / "conf" / "base" / "parameters_featurize.yml"
     return yaml.safe_load(parameters.read_text())["featurize"][name]
-
-
-def new_project(root: Path) -> Path:
-    """A copy of the project's settings and configuration with its own data folder."""
-    root.mkdir(parents=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
-    return root
 
 
 def main() -> None:

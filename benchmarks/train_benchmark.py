@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from scratch_project import new_project
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NATIVE_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
 FEATURES = Path("data/04_feature/image_features.parquet")
+SUMMARY = Path("data/08_reporting/featurize_summary.json")
 METRICS = Path("data/08_reporting/classification_metrics.json")
 
 
@@ -50,19 +51,16 @@ def pure_java_environment(folder: Path) -> dict[str, str]:
     }
 
 
-def project_with_features(root: Path, features: pd.DataFrame, size: int) -> Path:
+def project_with_features(root: Path, source: Path, features: pd.DataFrame, size: int) -> Path:
     """A project copy whose image_features are `size` rows (0: all), repeated under new paths."""
-    root.mkdir(parents=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    shutil.copytree(PROJECT_ROOT / "conf" / "base", root / "conf" / "base")
-    (root / "conf" / "local").mkdir()
-    (root / "src").mkdir()
+    new_project(root)
     rows = features if size == 0 else features.iloc[[i % len(features) for i in range(size)]]
     paths = [copied_path(path, i // len(features)) for i, path in enumerate(rows["path"])]
     table = rows.assign(path=paths)
     (root / FEATURES).mkdir(parents=True)
     table.to_parquet(root / FEATURES / "part-00000.parquet", index=False)
+    (root / SUMMARY).parent.mkdir(parents=True)
+    shutil.copy(source / SUMMARY, root / SUMMARY)
     return root
 
 
@@ -96,27 +94,33 @@ def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=Path, required=True, help="an image_features folder")
+    parser.add_argument("--project", type=Path, required=True, help="a project that ran featurize")
     parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
     args = parser.parse_args()
-    features = pd.read_parquet(args.features, columns=["path", "label", "features"])
+    features = pd.read_parquet(args.project / FEATURES, columns=["path", "label", "features"])
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     native = native_libraries_load()
     if not native:
         print("No native libblas.so.3 / liblapack.so.3 on this machine: pure Java only.")
-    print(f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'train s':>7} | {'accuracy':>8} | k")
+    print(f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'train s':>7} | {'accuracy':>8} | chosen")
     with tempfile.TemporaryDirectory(prefix="train_benchmark_") as scratch:
         for size in args.sizes:
-            project = project_with_features(Path(scratch) / f"p{size}", features, size)
+            project = project_with_features(
+                Path(scratch) / f"p{size}", args.project, features, size
+            )
             environments = [pure_java_environment(Path(scratch) / "no_native")]
             if native:
                 environments.append(env)
             for environment in environments:
                 seconds, metrics, used = timed_train(project, environment)
                 images = metrics["train_images"] + metrics["test_images"]
+                candidates = ", ".join(
+                    f"{c['name']} {c['seconds']:.0f} s" for c in metrics["selection"]["candidates"]
+                )
                 print(
                     f"{images:>7} | {used:<45} | {seconds:>7.1f} | "
-                    f"{metrics['accuracy']:>8.4f} | {metrics['pca_components']}"
+                    f"{metrics['accuracy']:>8.4f} | {metrics['selection']['chosen']['name']} "
+                    f"(candidates: {candidates})"
                 )
 
 

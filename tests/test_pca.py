@@ -18,6 +18,7 @@ from tests.helpers import new_project, numpy_pca_shares, run
 
 FEATURES = Path("data/04_feature/image_features.parquet")
 REPORT = Path("data/08_reporting/variance_report.json")
+SUMMARY = Path("data/08_reporting/featurize_summary.json")
 
 
 def numpy_k(shares: np.ndarray, threshold: float) -> int:
@@ -78,8 +79,9 @@ def test_reduce_gives_numpys_explained_variance_and_k(reduce_project, reference)
 def pca_trained_metrics(sample_project, tmp_path_factory) -> dict:
     """`train` on the sample with PCA inputs only: the chosen model's PCA is on all 328 images."""
     root = new_project(tmp_path_factory.mktemp("train_pca"))
-    (root / FEATURES).parent.mkdir(parents=True)
-    os.symlink(sample_project / FEATURES, root / FEATURES)
+    for output in (FEATURES, SUMMARY):
+        (root / output).parent.mkdir(parents=True)
+        os.symlink(sample_project / output, root / output)
     candidates = [{"inputs": "pca", "reg_param": 0.01}]
     run(root, "train", train={"selection": {"candidates": candidates}})
     return json.loads((root / "data/08_reporting/classification_metrics.json").read_text())

@@ -103,12 +103,14 @@ def test_bad_files_are_rejected_with_their_reason(featurized):
 
 def test_every_file_is_either_featurized_or_rejected(featurized, corpus, spark):
     features, rejects = featurized
-    summary = summarize_featurization(corpus, spark.createDataFrame(features), rejects)
+    summary = summarize_featurization(corpus, spark.createDataFrame(features), rejects, FEATURIZE)
     listed = len(good_files()) + len(bad_files())
     assert summary["files_listed"] == listed == summary["featurized"] + summary["rejected"]
     assert summary["rejected"] == len(bad_files())
     assert summary["images_by_label"] == {"good": len(good_files())}
     assert sum(summary["rejected_by_reason"].values()) == len(bad_files())
+    assert summary["feature_model"]["engine"] == "onnxruntime"
+    assert summary["feature_model"]["weights_sha256"] is None  # random weights
 
 
 def test_a_lost_file_fails_the_summary(spark, tmp_path):
@@ -118,7 +120,7 @@ def test_a_lost_file_fails_the_summary(spark, tmp_path):
     )
     no_rejects = pd.DataFrame(columns=["path", "label", "reason"])
     with pytest.raises(RuntimeError, match="2 files were listed but 1 featurized"):
-        summarize_featurization(raw, features, no_rejects)
+        summarize_featurization(raw, features, no_rejects, FEATURIZE)
 
 
 def test_batches_split_inside_a_partition_give_the_same_features():

@@ -33,6 +33,7 @@ TRAIN = {
         ],
         "max_iter": 100,
         "elastic_net_param": 0.0,
+        "calibration_min_errors": 5,
     },
     "keep_correct": 0.99,
 }
@@ -43,10 +44,10 @@ PCA_ONLY = {
 SCHEMA = "path string, label string, features array<float>"
 
 
-def clustered_features(spark, split_folders: bool = True):
-    """Three well separated classes in 16 dimensions, 30 training and 10 test images each."""
+def clustered_features(spark, split_folders: bool = True, separation: float = 6.0):
+    """Three classes in 16 dimensions (apart by default), 30 training and 10 test images each."""
     rng = np.random.default_rng(3)
-    centres = rng.normal(scale=6.0, size=(3, 16))
+    centres = rng.normal(scale=separation, size=(3, 16))
     rows = []
     for label, centre in zip(["kiwi", "lemon", "plum"], centres, strict=True):
         for index in range(40):
@@ -121,7 +122,10 @@ def test_separable_classes_are_all_recognised(trained):
     assert metrics["macro_f1"] == 1.0
     assert 0 <= metrics["log_loss"] < 0.1
     assert 0.9 < metrics["mean_true_label_probability"] <= 1.0
-    assert metrics["calibration"]["temperature"] == selection["temperature"] > 0
+    # Separable classes: no validation error, so no temperature is fitted.
+    assert selection["validation_errors"] == 0
+    assert selection["temperature_fitted"] is False
+    assert metrics["calibration"]["temperature"] == selection["temperature"] == 1.0
     assert 0 <= metrics["calibration"]["expected_calibration_error"] < 0.1
     assert metrics["unknown_answer"]["answered_accuracy"] == 1.0
     assert metrics["converged"] is True
@@ -154,6 +158,17 @@ def test_every_candidate_is_scored_on_validation_and_the_best_is_chosen(spark):
     metrics = evaluate_classifier(split_features, classifier, inputs, selection)
     assert metrics["accuracy"] == 1.0
     assert metrics["selection"] == selection
+
+
+def test_with_validation_errors_a_temperature_is_fitted(spark):
+    overlapping = {**TRAIN, "selection": {**TRAIN["selection"], "calibration_min_errors": 2}}
+    split_features = assign_split(clustered_features(spark, separation=0.5), overlapping)
+    selection = select_classifier(split_features, overlapping)
+    assert selection["validation_errors"] >= 2
+    assert selection["temperature_fitted"] is True
+    assert selection["temperature"] != 1.0
+    chosen = next(c for c in selection["candidates"] if c["name"] == selection["chosen"]["name"])
+    assert selection["validation_log_loss_calibrated"] <= chosen["validation_log_loss"]
 
 
 def test_metrics_from_a_known_confusion():

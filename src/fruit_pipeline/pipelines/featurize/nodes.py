@@ -6,6 +6,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from fruit_pipeline import feature_model
 from fruit_pipeline.embedding import EmbeddingSettings, embed_images
 from fruit_pipeline.images import EMPTY_FILE_REASON
 from fruit_pipeline.input_files import unread_files
@@ -42,9 +43,12 @@ def featurize_images(
 
 
 def summarize_featurization(
-    raw_images: DataFrame, image_features: DataFrame, image_rejects: pd.DataFrame
+    raw_images: DataFrame,
+    image_features: DataFrame,
+    image_rejects: pd.DataFrame,
+    featurize: dict[str, Any],
 ) -> dict[str, Any]:
-    """Count listed, featurized and rejected files; fail if any file went missing."""
+    """Count listed, featurized and rejected files (fail if any went missing); name the model."""
     listed = len(raw_images.inputFiles())
     images_by_label = {
         row["label"]: row["count"]
@@ -65,6 +69,8 @@ def summarize_featurization(
             reason: int(count) for reason, count in image_rejects["reason"].value_counts().items()
         },
         "images_by_label": images_by_label,
+        # What made the features: the classifier trained on them expects the same.
+        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
     }
 
 

@@ -27,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 summarize_featurization,
-                ["raw_images", "image_features", "image_rejects"],
+                ["raw_images", "image_features", "image_rejects", "params:featurize"],
                 "featurize_summary",
                 name="summarize_featurization",
             ),

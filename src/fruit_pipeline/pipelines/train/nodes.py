@@ -22,7 +22,6 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline import feature_model
 from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
 from fruit_pipeline.classifier_export import FORMAT as EXPORT_FORMAT
 from fruit_pipeline.columns import (
@@ -116,7 +115,11 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
     validation.unpersist()
     best = max(candidates, key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"]))
     chosen = margins[best["name"]]
-    temperature = fit_temperature(chosen.margins, chosen.labels)
+    errors = int(np.sum(chosen.predicted != chosen.labels))
+    # Without errors on validation, log loss falls as T -> 0: a fit would only make every
+    # answer "certain". Then the margins are kept as they are (T = 1).
+    fitted = errors >= selection["calibration_min_errors"]
+    temperature = fit_temperature(chosen.margins, chosen.labels) if fitted else 1.0
     calibrated = softmax(chosen.margins, temperature)
     unknown = unknown_threshold(
         calibrated.max(axis=1), chosen.predicted == chosen.labels, train["keep_correct"]
@@ -125,7 +128,9 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
         "candidates": candidates,
         "chosen": {key: best[key] for key in ("name", "inputs", "reg_param")},
         "validation_images": len(chosen.labels),
+        "validation_errors": errors,
         "temperature": temperature,
+        "temperature_fitted": fitted,
         "validation_log_loss_calibrated": log_loss(chosen.margins, chosen.labels, temperature),
         "unknown_threshold": unknown["threshold"],
         "keep_correct": train["keep_correct"],
@@ -307,9 +312,14 @@ def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float)
 def export_classifier(
     classifier: PipelineModel,
     classification_metrics: dict[str, Any],
-    featurize: dict[str, Any],
+    featurize_summary: dict[str, Any],
 ) -> dict[str, Any]:
     """The fitted classifier as plain numbers, with the feature model it expects and its metrics."""
+    if "feature_model" not in featurize_summary:
+        raise ValueError(
+            "featurize_summary.json does not say which feature model made the features (it "
+            "predates that field): run `kedro run --pipelines featurize` again."
+        )
     pca = [candidate for candidate in classifier.stages if isinstance(candidate, PCAModel)]
     scaler = stage(classifier, StandardScalerModel)
     regression = stage(classifier, LogisticRegressionModel)
@@ -334,7 +344,7 @@ def export_classifier(
         "intercepts": regression.interceptVector.toArray().tolist(),
         "temperature": selection["temperature"],
         "unknown_threshold": selection["unknown_threshold"],
-        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
+        "feature_model": featurize_summary["feature_model"],
         "metrics": {key: classification_metrics[key] for key in exported_metrics}
         | {
             "expected_calibration_error": classification_metrics["calibration"][

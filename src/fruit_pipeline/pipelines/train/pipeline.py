@@ -43,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 export_classifier,
-                ["classifier", "classification_metrics", "params:featurize"],
+                ["classifier", "classification_metrics", "featurize_summary"],
                 "classifier_export",
                 name="export_classifier",
             ),
