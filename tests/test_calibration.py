@@ -13,6 +13,9 @@ def test_log_loss_is_the_mean_negative_log_probability_of_the_true_labels():
     expected = -np.mean(np.log(probabilities[[0, 1], [0, 2]]))
     assert log_loss(margins, labels) == pytest.approx(expected)
     np.testing.assert_allclose(softmax(margins, 2.0), softmax(margins / 2.0))
+    # A label the model does not know (-1) has probability 0, clipped like any other to 1e-15.
+    unknown = log_loss(margins, np.array([0, -1]))
+    assert unknown == pytest.approx((-np.log(probabilities[0, 0]) - np.log(1e-15)) / 2)
 
 
 def test_the_fitted_temperature_undoes_overconfidence():

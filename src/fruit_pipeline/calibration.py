@@ -23,11 +23,13 @@ def softmax(margins: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def log_loss(margins: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log probability of the true labels."""
+    """Mean negative log probability of the true labels (-1: a label the model does not know)."""
     scaled = margins / temperature
     shifted = scaled - scaled.max(axis=1, keepdims=True)
     log_normalizer = np.log(np.exp(shifted).sum(axis=1))
-    return float(np.mean(log_normalizer - shifted[np.arange(len(labels)), labels]))
+    losses = log_normalizer - shifted[np.arange(len(labels)), np.maximum(labels, 0)]
+    # An unknown label has probability 0, counted as 1e-15 like any probability.
+    return float(np.mean(np.where(labels >= 0, np.minimum(losses, -np.log(1e-15)), -np.log(1e-15))))
 
 
 def fit_temperature(margins: np.ndarray, labels: np.ndarray) -> float:

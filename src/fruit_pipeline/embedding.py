@@ -119,16 +119,10 @@ def _partition_embedder(
     settings: EmbeddingSettings,
     embedded_count: Any,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    batch_size, max_pixels, threads = (
-        settings.batch_size,
-        settings.max_image_pixels,
-        settings.threads_per_worker,
-    )
-
     def embed_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        predict = worker_predictor(engine, broadcast_model, model_key, threads)
+        predict = worker_predictor(engine, broadcast_model, model_key, settings.threads_per_worker)
         for batch in batches:
-            yield embed_batch(batch, predict, batch_size, max_pixels)
+            yield embed_batch(batch, predict, settings.batch_size, settings.max_image_pixels)
             embedded_count.add(len(batch))
 
     return embed_partition
