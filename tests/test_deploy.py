@@ -19,6 +19,7 @@ import pytest
 from kedro.io import DataCatalog
 
 from fruit_pipeline import feature_model
+from fruit_pipeline.classifier_export import ExportedClassifier
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.deploy import (
     Deployment,
@@ -368,3 +369,17 @@ def test_the_bootstrap_install_resolves_in_a_fresh_virtual_environment(packaged_
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dry run resolved" in result.stdout
+
+
+def test_the_classifier_export_is_read_from_s3(deployment, settings, trained_sample_project):
+    project, _ = trained_sample_project
+    export = project / "data/06_models/classifier_export.json"
+    key = f"{settings.prefix}/data/06_models/classifier_export.json"
+    boto3.client("s3").upload_file(str(export), settings.bucket, key)
+    from_s3 = ExportedClassifier.load(f"s3://{settings.bucket}/{key}")
+    from_file = ExportedClassifier.load(str(export))
+    features = np.random.default_rng(0).normal(size=(3, 1280))
+    np.testing.assert_array_equal(
+        from_s3.probabilities(features), from_file.probabilities(features)
+    )
+    assert from_s3.labels == from_file.labels
