@@ -14,7 +14,7 @@ from tests.helpers import (
     SHARED,
     TEST1,
     WEIGHTS_FILE,
-    hide_native_lapack,
+    hide_native_blas_lapack,
     new_project,
     run,
 )
@@ -40,10 +40,10 @@ def keras_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def spark(keras_home: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The one Spark session of the test run, local settings, the JVM's pure-Java LAPACK.
+    """The one Spark session of the test run, local settings, the JVM's pure-Java BLAS and LAPACK.
 
-    The pure-Java LAPACK is what a machine without a native one runs, and the one that gave
-    Spark ML's own PCA a wrong decomposition: every result of the tests is checked under it.
+    They are what a machine without native ones runs, and the pure-Java LAPACK gave Spark ML's
+    own PCA a wrong decomposition: every result of the tests is checked under them.
     """
     from fruit_pipeline import spark_session  # noqa: PLC0415
 
@@ -51,7 +51,8 @@ def spark(keras_home: Path, tmp_path_factory: pytest.TempPathFactory):
     settings.update({"spark.master": "local[2]", "spark.ui.enabled": False})
     machine_environment = dict(os.environ)
     # The JVM takes the environment it starts with; subprocesses of the tests get the machine's.
-    os.environ.update(hide_native_lapack(tmp_path_factory.mktemp("no_lapack"), machine_environment))
+    placeholders = tmp_path_factory.mktemp("no_native_blas_lapack")
+    os.environ.update(hide_native_blas_lapack(placeholders, machine_environment))
     try:
         session = spark_session.start_spark(settings)
     finally:

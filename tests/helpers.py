@@ -41,15 +41,16 @@ def local_path(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path))
 
 
-def hide_native_lapack(folder: Path, environment: dict[str, str]) -> dict[str, str]:
-    """The environment with a placeholder liblapack.so.3 first on the library path.
+def hide_native_blas_lapack(folder: Path, environment: dict[str, str]) -> dict[str, str]:
+    """The environment with placeholder libblas.so.3 and liblapack.so.3 first on the library path.
 
-    netlib (Spark ML's LAPACK) loads the system's liblapack.so.3 by name; an empty file found
-    first makes that fail, so a JVM started with this environment runs netlib's pure-Java
-    LAPACK whatever the machine has installed.
+    netlib (Spark ML's BLAS and LAPACK) loads the system's libraries by name; empty files found
+    first make that fail, so a JVM started with this environment runs netlib's pure-Java BLAS
+    and LAPACK, as on a machine without them, whatever this one has installed.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "liblapack.so.3").write_bytes(b"")
+    for library in ("libblas.so.3", "liblapack.so.3"):
+        (folder / library).write_bytes(b"")
     library_path = [str(folder), *filter(None, [environment.get("LD_LIBRARY_PATH")])]
     return {**environment, "LD_LIBRARY_PATH": os.pathsep.join(library_path)}
 

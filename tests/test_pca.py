@@ -53,9 +53,12 @@ def reduce_project(training_features, tmp_path_factory) -> Path:
     return root
 
 
-def test_the_test_session_runs_the_pure_java_lapack(spark):
-    lapack = spark.sparkContext._jvm.dev.ludovic.netlib.lapack.LAPACK.getInstance()
-    assert lapack.getClass().getName() == "dev.ludovic.netlib.lapack.F2jLAPACK"
+def test_the_test_session_runs_the_pure_java_blas_and_lapack(spark):
+    netlib = spark.sparkContext._jvm.dev.ludovic.netlib
+    lapack = netlib.lapack.LAPACK.getInstance().getClass().getName()
+    blas = netlib.blas.BLAS.getInstance().getClass().getName()
+    assert lapack == "dev.ludovic.netlib.lapack.F2jLAPACK"
+    assert blas in {"dev.ludovic.netlib.blas.F2jBLAS", "dev.ludovic.netlib.blas.VectorBLAS"}
 
 
 def test_the_case_holds_constant_features(reference):
