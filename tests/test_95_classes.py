@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import SHARED, new_project, run
 
 FRUITS_95 = SHARED / "data" / "fruits-360-95"
-# Measured on this slice (2,083 images, seeded split): accuracy 0.976, macro F1 0.976, ECE 0.017.
+# Measured on this slice (2,083 images, seeded split): accuracy 0.988, macro F1 0.989, ECE 0.015.
 ACCURACY_FLOOR = 0.95
 MACRO_F1_FLOOR = 0.95
 
@@ -26,12 +26,19 @@ def metrics(spark, tmp_path_factory) -> dict:
     run(root, "featurize", images_root=str(images))
     run(root, "train")
     result = json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
-    return {**result, "slice_images": sum(1 for _ in images.rglob("*.jpg"))}
+    export = json.loads((root / "data/06_models/classifier_export.json").read_text())
+    return {
+        **result,
+        "slice_images": sum(1 for _ in images.rglob("*.jpg")),
+        "known_labels": len(export["labels"]),
+    }
 
 
 @pytest.mark.slow
 def test_95_classes_are_told_apart(metrics):
-    assert metrics["classes"] == 95
+    assert metrics["known_labels"] == 95
+    # About 7 images a class fall in the test split: a small class may draw none.
+    assert metrics["classes"] >= 90
     assert metrics["accuracy"] >= ACCURACY_FLOOR
     assert metrics["macro_f1"] >= MACRO_F1_FLOOR
     assert metrics["calibration"]["expected_calibration_error"] < 0.05

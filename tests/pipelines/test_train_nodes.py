@@ -4,6 +4,7 @@ import pytest
 from matplotlib.figure import Figure
 from pyspark.ml.feature import PCAModel, StandardScalerModel
 from pyspark.ml.functions import vector_to_array
+from pyspark.sql import functions as F
 
 from fruit_pipeline.calibration import softmax
 from fruit_pipeline.columns import stage
@@ -92,6 +93,13 @@ def test_without_split_folders_the_random_split_is_seeded_and_keeps_the_ratio(sp
     }
     assert first == again
     assert first != other_seed
+    # The same images in another folder (or bucket) get the same split.
+    moved = features.withColumn("path", F.regexp_replace("path", "^file:/images/", "s3://b/x/"))
+    elsewhere = {
+        r["path"].replace("s3://b/x/", "file:/images/"): r["split"]
+        for r in assign_split(moved, TRAIN).collect()
+    }
+    assert elsewhere == first
     training_side = [split for split in first.values() if split != "test"]
     assert 0.65 < len(training_side) / len(first) < 0.95
 

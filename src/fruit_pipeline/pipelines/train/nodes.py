@@ -71,8 +71,10 @@ def assign_split(image_features: DataFrame, train: dict[str, Any]) -> DataFrame:
 
 
 def _draw(seed: int) -> Column:
-    # A hash of the path, not rand(): each image keeps its split whatever the partitioning.
-    return F.abs(F.xxhash64("path", F.lit(seed))) % 1_000_000 / 1_000_000
+    # A hash of the class folder and file name, not rand() nor the whole path: each image keeps
+    # its split whatever the partitioning and wherever the images live (a folder, a bucket).
+    image = F.regexp_extract("path", r"([^/]+/[^/]+)$", 1)
+    return F.abs(F.xxhash64(image, F.lit(seed))) % 1_000_000 / 1_000_000
 
 
 def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[str, Any]:
