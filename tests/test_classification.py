@@ -68,11 +68,9 @@ def test_random_weights_complete_and_the_metrics_show_the_difference(real, rando
     _, random_metrics = random
     assert random_metrics["test_images"] == real_metrics["test_images"]
     # Four colourful classes are told apart even by random convolutions; how sure the
-    # classifier is of the right answer is what the real weights buy.
-    assert random_metrics["log_loss"] > real_metrics["log_loss"]
-    assert (
-        random_metrics["mean_true_label_probability"] < real_metrics["mean_true_label_probability"]
-    )
+    # classifier is of the right answer is what the real weights buy. Compared before the
+    # temperature, which each run fits to its own validation errors.
+    assert random_metrics["log_loss_uncalibrated"] > real_metrics["log_loss_uncalibrated"]
 
 
 def test_predict_names_new_images_and_rejects_bad_ones(real, test1_images, tmp_path):
