@@ -17,7 +17,6 @@ LABEL_INDEX = "label_index"
 PREDICTION_INDEX = "prediction_index"
 PREDICTED_LABEL = "predicted_label"
 RAW_PREDICTION = "rawPrediction"
-PROBABILITY = "probability"
 # Which images train, choose and test the classifier.
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
