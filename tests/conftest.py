@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.helpers import (
     PROJECT_ROOT,
@@ -46,8 +45,9 @@ def spark(keras_home: Path, tmp_path_factory: pytest.TempPathFactory):
     own PCA a wrong decomposition: every result of the tests is checked under them.
     """
     from fruit_pipeline import spark_session  # noqa: PLC0415
+    from fruit_pipeline.config import config_loader  # noqa: PLC0415
 
-    settings = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "spark.yml").read_text())
+    settings = dict(config_loader(PROJECT_ROOT)["spark"])
     settings.update({"spark.master": "local[2]", "spark.ui.enabled": False})
     machine_environment = dict(os.environ)
     # The JVM takes the environment it starts with; subprocesses of the tests get the machine's.

@@ -15,6 +15,7 @@ SHARED = Path(os.environ.get("FRUIT_SHARED_DIR", PROJECT_ROOT.parent / "shared")
 WEIGHTS_FILE = SHARED / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 TEST1 = SHARED / "data" / "fruits-360" / "Test1"
 SAMPLE = SHARED / "data" / "fruits-360" / "sample"
+FRUITS_95 = SHARED / "data" / "fruits-360-95"
 
 
 def new_project(root: Path) -> Path:
@@ -63,3 +64,13 @@ def numpy_pca_shares(features: np.ndarray) -> np.ndarray:
     standardized = (informative - informative.mean(axis=0)) / informative.std(axis=0, ddof=1)
     eigenvalues = np.linalg.eigvalsh(np.cov(standardized, rowvar=False))[::-1]
     return eigenvalues / eigenvalues.sum()
+
+
+FEATURES_TABLE = Path("data/04_feature/image_features")
+
+
+def read_features(spark, project: Path, version: int | None = None):
+    """The features table a project's featurize runs wrote, at a version (latest: None)."""
+    from fruit_pipeline import feature_table  # noqa: PLC0415
+
+    return feature_table.read(spark, str(project / FEATURES_TABLE), version)

@@ -81,7 +81,41 @@ def test_the_feature_options_are_scored_on_validation_images(test1_images, keras
         timeout=900,
     )
     lines = re.findall(
-        r"^\s*(base|mirror|hsv) \| .+ \| validation accuracy ([\d.]+)", result.stdout, re.M
+        r"^\s*(base|mirror) \| (.+?) +\| validation accuracy ([\d.]+)", result.stdout, re.M
     )
-    assert [name for name, _ in lines] == ["base"] * 4 + ["mirror"] * 4 + ["hsv"] * 4
-    assert all(0 <= float(accuracy) <= 1 for _, accuracy in lines)
+    # The pipeline's own candidates, on each embedding option.
+    assert [name for name, _, _ in lines] == ["base"] * 4 + ["mirror"] * 4
+    assert all("+ colour" in candidate for _, candidate, _ in lines)
+    assert all(0 <= float(accuracy) <= 1 for _, _, accuracy in lines)
+
+
+@pytest.mark.slow
+def test_the_incremental_benchmark_times_each_kind_of_rerun(test1_images):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "benchmarks" / "incremental_benchmark.py"),
+            "--source",
+            str(test1_images),
+            "--size",
+            "24",
+            "--change",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    pattern = r"^\s*(full|unchanged|added|removed) \|(.+)$"
+    rows = {name: figures.split("|") for name, figures in re.findall(pattern, result.stdout, re.M)}
+    assert list(rows) == ["full", "unchanged", "added", "removed"], result.stdout
+    # Columns after the run's name: wall s, of full, target, peak MiB, then the summary's counts.
+    new, changed, removed, featurized, version = (
+        [int(row[column]) for row in rows.values()] for column in range(4, 9)
+    )
+    assert new == [24, 0, 4, 0]
+    assert removed == [0, 0, 0, 4]
+    assert featurized == [24, 0, 4, 0]
+    assert changed == [0, 0, 0, 0]
+    assert version == [0, 0, 1, 2]

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import new_project, numpy_pca_shares, run
+from tests.helpers import FEATURES_TABLE, new_project, numpy_pca_shares, read_features, run
 
-FEATURES = Path("data/04_feature/image_features.parquet")
 REPORT = Path("data/08_reporting/variance_report.json")
 SUMMARY = Path("data/08_reporting/featurize_summary.json")
 
@@ -29,7 +28,7 @@ def numpy_k(shares: np.ndarray, threshold: float) -> int:
 @pytest.fixture(scope="module")
 def training_features(spark, sample_project):
     """Features of the sample's Training/ images, as featurize wrote them."""
-    features = spark.read.parquet(str(sample_project / FEATURES))
+    features = read_features(spark, sample_project)
     return features.where(features.path.contains("/Training/"))
 
 
@@ -48,7 +47,7 @@ def reference(training_features) -> dict:
 def reduce_project(training_features, tmp_path_factory) -> Path:
     """A project holding the training images' features only, after the reduce pipeline."""
     root = new_project(tmp_path_factory.mktemp("reduce_training"))
-    training_features.write.parquet(str(root / FEATURES))
+    training_features.write.format("delta").save(str(root / FEATURES_TABLE))
     run(root, "reduce")
     return root
 
@@ -82,7 +81,7 @@ def test_reduce_gives_numpys_explained_variance_and_k(reduce_project, reference)
 def pca_trained_metrics(sample_project, tmp_path_factory) -> dict:
     """`train` on the sample with PCA inputs only: the chosen model's PCA is on all 328 images."""
     root = new_project(tmp_path_factory.mktemp("train_pca"))
-    for output in (FEATURES, SUMMARY):
+    for output in (FEATURES_TABLE, SUMMARY):
         (root / output).parent.mkdir(parents=True)
         os.symlink(sample_project / output, root / output)
     candidates = [{"inputs": "pca", "reg_param": 0.01}]
@@ -115,8 +114,8 @@ def test_a_jvm_with_the_machines_native_lapack_gives_the_same_pca(reduce_project
         pytest.skip("no native LAPACK on this machine (Debian: apt-get install liblapack3)")
     (tmp_path / "project").mkdir()
     project = new_project(tmp_path / "project")
-    (project / FEATURES).parent.mkdir(parents=True)
-    os.symlink(reduce_project / FEATURES, project / FEATURES)
+    (project / FEATURES_TABLE).parent.mkdir(parents=True)
+    os.symlink(reduce_project / FEATURES_TABLE, project / FEATURES_TABLE)
     subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--pipelines", "reduce"],
         cwd=project,

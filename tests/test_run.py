@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import PROJECT_ROOT, local_path, new_project, run
+from tests.helpers import PROJECT_ROOT, local_path, new_project, read_features, run
 from tests.images import bad_files, good_files
 
 
@@ -26,7 +26,7 @@ def data(project: Path, relative: str) -> Path:
 
 
 def test_one_row_of_1280_finite_features_per_image(project, spark, test1_images):
-    features = spark.read.parquet(str(data(project, "04_feature/image_features.parquet")))
+    features = read_features(spark, project)
     rows = features.toPandas()
     assert sorted(local_path(p) for p in rows["path"]) == sorted(test1_images.rglob("*.jpg"))
     assert sorted(set(rows["label"])) == ["apple", "lemon", "mango", "raspberry"]
@@ -41,7 +41,7 @@ def test_features_equal_a_direct_keras_computation(project, spark, weights_file)
 
     classifier = keras.applications.MobileNetV2(weights=str(weights_file), include_top=True)
     reference = keras.Model(classifier.input, classifier.get_layer("predictions").input)
-    rows = spark.read.parquet(str(data(project, "04_feature/image_features.parquet"))).toPandas()
+    rows = read_features(spark, project).toPandas()
     pixels = np.stack(
         [
             keras.utils.img_to_array(
@@ -58,7 +58,7 @@ def test_features_equal_a_direct_keras_computation(project, spark, weights_file)
 
 def test_k_reaches_the_threshold_and_k_minus_1_does_not(project, spark):
     report = json.loads(data(project, "08_reporting/variance_report.json").read_text())
-    rows = spark.read.parquet(str(data(project, "04_feature/image_features.parquet"))).toPandas()
+    rows = read_features(spark, project).toPandas()
     matrix = np.stack(rows["features"]).astype(np.float64)
     spread = matrix.std(axis=0, ddof=1)
     # Spark's scaler leaves constant features at 0 instead of dividing by 0.
@@ -100,7 +100,8 @@ def test_no_input_stops_the_run_and_keeps_earlier_outputs(project, tmp_path, ima
     outputs = [
         data(project, "05_model_input/pca_features.csv"),
         data(project, "08_reporting/variance_report.json"),
-        *data(project, "04_feature/image_features.parquet").glob("*.parquet"),
+        *data(project, "04_feature/image_features").rglob("*.json"),
+        *data(project, "04_feature/image_features").glob("*.parquet"),
     ]
     before = {path: path.read_bytes() for path in outputs}
     folder = tmp_path / images
@@ -149,16 +150,28 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
         "reduce",
         "train",
         "predict",
+        "maintain",
     }
 
     def task_names(pipeline: str) -> set[str]:
         shown = json.loads((api / "pipelines" / pipeline).read_text())
         return {node["name"] for node in shown["nodes"] if node["type"] == "task"}
 
-    featurize = {"label_images", "featurize_images", "summarize_featurization"}
+    def data_names(pipeline: str) -> set[str]:
+        shown = json.loads((api / "pipelines" / pipeline).read_text())
+        return {node["name"] for node in shown["nodes"] if node["type"] == "data"}
+
+    featurize = {
+        "label_images",
+        "plan_featurization",
+        "featurize_changes",
+        "summarize_table_update",
+    }
     reduce = {"fit_pca", "project_features", "plot_cumulative_variance"}
     assert task_names("__default__") == featurize | reduce
     assert task_names("featurize") == featurize
+    # The lineage: the table as featurize found it, its update, and what reads it next.
+    assert {"raw_images", "feature_table_state", "image_features"} <= data_names("featurize")
     assert task_names("reduce") == reduce
     assert task_names("train") == {
         "assign_split",
@@ -169,8 +182,13 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
         "plot_confusion_matrix",
         "plot_reliability",
     }
-    # The featurize nodes reused by predict show under their own names, in the predict namespace.
-    assert task_names("predict") == featurize | {"predict_labels"}
+    assert task_names("predict") == {
+        "label_new_images",
+        "featurize_new_images",
+        "summarize_new_images",
+        "predict_labels",
+    }
+    assert task_names("maintain") == {"maintain_feature_table"}
 
 
 def test_the_notebook_plots_the_first_two_components_by_label(project, monkeypatch):

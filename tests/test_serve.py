@@ -24,7 +24,7 @@ from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
 from fruit_pipeline.serve import ServiceOptions, create_app, load_service
-from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path
+from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
 from tests.images import bad_files, encode, fruit
 
 EXPORT = Path("data/06_models/classifier_export.json")
@@ -45,7 +45,7 @@ def trained(trained_sample_project):
 def scored_test_images(spark, trained):
     """The Spark pipeline's (calibrated) probabilities for the test images, with their features."""
     project, export = trained
-    features = spark.read.parquet(str(project / "data/04_feature/image_features.parquet"))
+    features = read_features(spark, project)
     test = features.where(features.path.contains("/Test/"))
     probabilities = calibrated_probabilities(export.temperature)
     scored = (
@@ -54,12 +54,14 @@ def scored_test_images(spark, trained):
         .select("path", "label", "predicted_label", probabilities.alias("p"))
         .toPandas()
     )
-    return scored.merge(test.select("path", "features").toPandas(), on="path")
+    return scored.merge(test.select("path", "features", "colour").toPandas(), on="path")
 
 
 def test_the_export_gives_the_spark_models_probabilities(trained, scored_test_images):
     _, export = trained
-    features = np.stack(scored_test_images["features"]).astype(np.float64)
+    features = np.hstack(
+        [np.stack(scored_test_images[name]).astype(np.float64) for name in export.descriptors]
+    )
     expected = np.stack(scored_test_images["p"])
     assert len(features) == 135
     np.testing.assert_allclose(export.probabilities(features), expected, rtol=0, atol=1e-6)

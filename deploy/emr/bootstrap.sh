@@ -65,6 +65,8 @@ log "installing the project wheel and its pinned dependencies"
 "${install[@]}" --upgrade pip
 "${install[@]}" --force-reinstall --no-deps "$wheel"
 "${install[@]}" "$wheel"
+# Delta Lake's Python API for the features table, over EMR's own Delta jars (delta-defaults).
+"${install[@]}" --no-deps delta-spark
 
 # Weights staged by `fruit-deploy package --weights`: `featurize.weights: imagenet` then works
 # without internet too.

@@ -1,11 +1,12 @@
 """The trained classifier without Spark: numbers in a JSON document, probabilities with numpy.
 
 The `train` pipeline writes it (`classifier_export`) from the fitted Spark `PipelineModel`; the
-prediction service reads it. It holds, in the order they apply to a 1280-d feature vector:
-the indices of the features kept (constant ones dropped), the scaler's mean and standard
-deviation, the kept PCA components (none when the classifier takes the scaled features), the
-multinomial logistic regression's coefficients and intercepts, and the temperature that divides
-its margins (fitted on validation images).
+prediction service reads it. It holds, in the order they apply: the descriptors assembled into
+one vector (the 1280-d embedding, then the colour histogram if the classifier takes it), the
+indices of the features kept (constant ones dropped), the scaler's mean and standard deviation,
+the kept PCA components (none when the classifier takes the scaled features), the multinomial
+logistic regression's coefficients and intercepts, and the temperature that divides its margins
+(fitted on validation images).
 Besides: the label of each class, the threshold under which the answer is "unknown", the
 feature model it expects (weights checksum, engine) and the training metrics.
 """
@@ -18,8 +19,10 @@ import fsspec
 import numpy as np
 
 from fruit_pipeline.calibration import softmax
+from fruit_pipeline.colour import colour_histogram
+from fruit_pipeline.columns import COLOUR, FEATURES
 
-FORMAT = "fruit_pipeline.classifier_export/1"
+FORMAT = "fruit_pipeline.classifier_export/2"
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class ExportedClassifier:
     """Probabilities of the classes for feature vectors, as the Spark model computes them."""
 
     labels: list[str]
+    descriptors: list[str]  # FEATURES (the embedding), then COLOUR if taken
     selected_features: np.ndarray
     mean: np.ndarray
     std: np.ndarray
@@ -52,11 +56,13 @@ class ExportedClassifier:
         """From the JSON document `train` writes; another format is refused."""
         if document.get("format") != FORMAT:
             raise ValueError(
-                f"Not a classifier export of format {FORMAT}: {document.get('format')}"
+                f"Not a classifier export of format {FORMAT}: {document.get('format')}. "
+                "Run `kedro run --pipelines train` again to write one."
             )
         components = document["pca_components"]
         return cls(
             labels=list(document["labels"]),
+            descriptors=list(document["descriptors"]),
             selected_features=np.asarray(document["selected_features"], dtype=np.int64),
             mean=np.asarray(document["scaler_mean"]),
             std=np.asarray(document["scaler_std"]),
@@ -75,8 +81,13 @@ class ExportedClassifier:
         with fsspec.open(url, "r") as file:
             return cls.from_document(json.load(file))
 
+    def descriptor_vector(self, embedding: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+        """One image's input to the classifier: its embedding, then its colour histogram if used."""
+        computed = {FEATURES: lambda: embedding, COLOUR: lambda: colour_histogram(pixels)}
+        return np.concatenate([computed[name]() for name in self.descriptors])
+
     def probabilities(self, features: np.ndarray) -> np.ndarray:
-        """(n, 1280) features -> (n, classes) probabilities."""
+        """(n, descriptors) assembled descriptor vectors -> (n, classes) probabilities."""
         scaled = (features[:, self.selected_features] - self.mean) / np.where(
             self.std > 0, self.std, 1.0
         )
@@ -84,7 +95,7 @@ class ExportedClassifier:
         return softmax(inputs @ self.coefficients.T + self.intercepts, self.temperature)
 
     def answer(self, features: np.ndarray, top: int = 3) -> Answer:
-        """The answer for one image's features: its label, or None below the threshold."""
+        """The answer for one image's descriptor vector: its label, or None below the threshold."""
         probabilities = self.probabilities(features.reshape(1, -1))[0]
         order = np.argsort(probabilities)[::-1][:top]
         best = float(probabilities[order[0]])

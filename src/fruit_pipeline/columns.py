@@ -4,9 +4,15 @@ from typing import TypeVar
 
 from pyspark.ml import PipelineModel, Transformer
 
-# Input rows: the 1280 floats of an image as an array, and the same as an ML vector.
+# Input rows: the 1280 floats of an image's embedding as an array, and the same as an ML vector;
+# its colour histogram (fruit_pipeline.colour) likewise; what a classifier takes, assembled.
 FEATURES = "features"
 VECTOR = "vector"
+COLOUR = "colour"
+COLOUR_VECTOR = "colour_vector"
+DESCRIPTORS = "descriptors"
+# The table's array column behind each vector column.
+ARRAY_OF_VECTOR = {VECTOR: FEATURES, COLOUR_VECTOR: COLOUR}
 # The standardization and PCA stages (fruit_pipeline.pca).
 INFORMATIVE = "informative"
 SCALED = "scaled"

@@ -1,10 +1,19 @@
-"""A catalog dataset for fitted Spark ML pipelines, which kedro-datasets does not have."""
+"""Catalog datasets kedro-datasets does not have: fitted Spark ML pipelines, the features table,
+and any file dataset saved atomically."""
 
+import logging
+import uuid
 from typing import Any
 
 import fsspec
 from kedro.io import AbstractDataset
 from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, SparkSession
+
+from fruit_pipeline import feature_table
+from fruit_pipeline.feature_table import FeatureTableUpdate
+
+logger = logging.getLogger(__name__)
 
 
 class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
@@ -29,3 +38,84 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath}
+
+
+class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
+    """The features table (fruit_pipeline.feature_table): saving commits an update in one MERGE.
+
+    Loading gives the table at `version_as_of` (None: the latest), the version in the metadata
+    of its `features` column; with `missing_as_empty`, no table yet loads as an empty one.
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version_as_of: int | None = None,
+        missing_as_empty: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._filepath = str(filepath)
+        self._version = version_as_of
+        self._missing_as_empty = missing_as_empty
+        self.metadata = metadata
+
+    def load(self) -> DataFrame:
+        spark = SparkSession.builder.getOrCreate()
+        if self._missing_as_empty and not feature_table.exists(spark, self._filepath):
+            return feature_table.empty(spark)
+        return feature_table.read(spark, self._filepath, self._version)
+
+    def save(self, data: FeatureTableUpdate) -> None:
+        spark = SparkSession.builder.getOrCreate()
+        version = feature_table.commit(spark, self._filepath, data)
+        if version is None:
+            logger.info("Features table unchanged: nothing new, changed or removed.")
+        else:
+            logger.info("Features table at version %d (%s).", version, self._filepath)
+
+    def _exists(self) -> bool:
+        return feature_table.exists(SparkSession.builder.getOrCreate(), self._filepath)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "version": self._version}
+
+
+class AtomicDataset(AbstractDataset[Any, Any]):
+    """A one-file dataset (CSV, JSON, plot) saved beside its path, then renamed onto it.
+
+    A run killed while saving leaves the previous file whole, never half of a new one: a rename
+    within a folder is atomic on a local disk, and an S3 object is only ever seen whole.
+    """
+
+    def __init__(
+        self, *, filepath: str, dataset: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._filepath = str(filepath)
+        self._dataset = dataset
+        self._target = self._at(self._filepath)
+        self.metadata = metadata
+
+    def _at(self, filepath: str) -> AbstractDataset:
+        return AbstractDataset.from_config(filepath, {**self._dataset, "filepath": filepath})
+
+    def load(self) -> Any:
+        return self._target.load()
+
+    def save(self, data: Any) -> None:
+        folder, _, name = self._filepath.rpartition("/")
+        partial = f"{folder}/.{name}.{uuid.uuid4().hex}.partial"
+        filesystem, target = fsspec.core.url_to_fs(self._filepath)
+        _, partial_path = fsspec.core.url_to_fs(partial)
+        try:
+            self._at(partial).save(data)
+            filesystem.mv(partial_path, target)
+        finally:
+            if filesystem.exists(partial_path):
+                filesystem.rm(partial_path)
+
+    def _exists(self) -> bool:
+        return self._target.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "dataset": self._dataset.get("type")}

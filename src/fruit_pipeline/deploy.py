@@ -219,6 +219,10 @@ class Deployment:
             ReleaseLabel=self.settings.release_label,
             LogUri=self.settings.log_uri,
             Applications=[{"Name": "Spark"}],
+            # The features table is a Delta Lake table: EMR's own Delta on every node.
+            Configurations=[
+                {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}}
+            ],
             Instances=instances,
             BootstrapActions=[
                 {

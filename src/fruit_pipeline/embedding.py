@@ -17,6 +17,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
 from fruit_pipeline import feature_model
+from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.feature_model import INPUT_NAME, INPUT_SIZE
 from fruit_pipeline.images import ImageRejected, decode_image
 from fruit_pipeline.progress import ProgressLog
@@ -24,7 +25,9 @@ from fruit_pipeline.progress import ProgressLog
 logger = logging.getLogger(__name__)
 
 ENGINES = ("onnxruntime", "keras")
-EMBEDDING_SCHEMA = "path string, label string, features array<float>, reason string"
+EMBEDDING_SCHEMA = (
+    "path string, label string, features array<float>, colour array<float>, reason string"
+)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 # One predictor per Python worker process, reused by the tasks it runs.
@@ -35,6 +38,7 @@ _worker_predictors: dict[str, Predictor] = {}
 class EmbeddingSettings:
     """The `featurize` parameters, by name."""
 
+    full_refresh: bool  # the featurize pipeline embeds every file, not only new or changed ones
     weights: str | None  # `imagenet`, a .h5 path or URL, or None (random)
     engine: str  # one of ENGINES
     model_cache: str  # folder or URL of the converted ONNX models
@@ -76,7 +80,7 @@ def load_worker_model(settings: EmbeddingSettings) -> WorkerModel:
 
 
 def embed_images(images: DataFrame, settings: EmbeddingSettings, total: int) -> DataFrame:
-    """Embed (path, label, content) rows into (path, label, features, reason), computed once.
+    """Embed (path, label, content) rows into (path, label, features, colour, reason), once.
 
     The model is broadcast once; each Python worker builds its predictor once. A row either
     has its features or the reason it was rejected. The result is persisted and computed here,
@@ -167,7 +171,7 @@ def keras_predictor(weights: list[np.ndarray], threads: int) -> Predictor:
 def embed_batch(
     batch: pd.DataFrame, predict: Predictor, batch_size: int, max_image_pixels: int
 ) -> pd.DataFrame:
-    """Decode and embed one batch of rows; undecodable rows get their reason."""
+    """Decode, embed and colour-describe one batch of rows; undecodable rows get their reason."""
     reasons: list[str | None] = []
     pixels: list[np.ndarray] = []
     for content in batch["content"]:
@@ -177,9 +181,17 @@ def embed_batch(
         except ImageRejected as rejection:
             reasons.append(str(rejection))
     vectors = iter(predict_in_batches(predict, pixels, batch_size))
+    histograms = iter([colour_histogram(image) for image in pixels])
     features = [None if reason else next(vectors) for reason in reasons]
+    colours = [None if reason else next(histograms) for reason in reasons]
     return pd.DataFrame(
-        {"path": batch["path"], "label": batch["label"], "features": features, "reason": reasons}
+        {
+            "path": batch["path"],
+            "label": batch["label"],
+            "features": features,
+            "colour": colours,
+            "reason": reasons,
+        }
     )
 
 

@@ -33,7 +33,14 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.ml.stat import Correlation
 from pyspark.sql import DataFrame
 
-from fruit_pipeline.columns import COMPONENTS, FEATURES, INFORMATIVE, SCALED, VECTOR, stage
+from fruit_pipeline.columns import (
+    ARRAY_OF_VECTOR,
+    COMPONENTS,
+    INFORMATIVE,
+    SCALED,
+    VECTOR,
+    stage,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +65,17 @@ class ScaledPCA:
 
 
 def as_vectors(image_features: DataFrame) -> DataFrame:
-    """The feature arrays as the ML vector column, other columns kept."""
-    return image_features.withColumn(VECTOR, array_to_vector(FEATURES)).drop(FEATURES)
+    """The embedding (and colour histogram, if any) arrays as ML vector columns, others kept."""
+    vectors = image_features
+    for vector, array in ARRAY_OF_VECTOR.items():
+        if array in image_features.columns:
+            vectors = vectors.withColumn(vector, array_to_vector(array)).drop(array)
+    return vectors
 
 
-def fit_scaled_pca(vectors: DataFrame, variance_threshold: float, max_components: int) -> ScaledPCA:
+def fit_scaled_pca(
+    vectors: DataFrame, variance_threshold: float, max_components: int, input_column: str = VECTOR
+) -> ScaledPCA:
     """Drop constant features, standardize, keep the principal components reaching the threshold."""
     image_count = vectors.count()
     if image_count < 2:
@@ -70,9 +83,9 @@ def fit_scaled_pca(vectors: DataFrame, variance_threshold: float, max_components
             f"PCA needs at least 2 featurized images; the data holds {image_count}. "
             "Add images (see featurize_summary.json and image_rejects.csv for what was rejected)."
         )
-    standardizer = fit_standardizer(vectors)
+    standardizer = fit_standardizer(vectors, input_column)
     selector = stage(standardizer, VarianceThresholdSelectorModel)
-    feature_count = vectors.first()[VECTOR].size
+    feature_count = vectors.first()[input_column].size
     informative = len(selector.selectedFeatures)
     covariance = Correlation.corr(standardizer.transform(vectors), SCALED).head()[0].toArray()
     eigenvalues, eigenvectors = decompose(covariance)
@@ -92,10 +105,10 @@ def fit_scaled_pca(vectors: DataFrame, variance_threshold: float, max_components
     )
 
 
-def fit_standardizer(vectors: DataFrame) -> PipelineModel:
+def fit_standardizer(vectors: DataFrame, input_column: str = VECTOR) -> PipelineModel:
     """Drop the features that are constant over the images, standardize the others."""
     selector = VarianceThresholdSelector(
-        featuresCol=VECTOR, outputCol=INFORMATIVE, varianceThreshold=0.0
+        featuresCol=input_column, outputCol=INFORMATIVE, varianceThreshold=0.0
     ).fit(vectors)
     if not selector.selectedFeatures:
         raise ValueError("Every feature is constant over the images: there is nothing to learn.")

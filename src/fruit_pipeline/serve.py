@@ -193,8 +193,9 @@ def create_app(service: Service) -> FastAPI:
             pixels = decode_image(file.file.read(), feature_model.INPUT_SIZE, limit)
         except ImageRejected as rejection:
             raise HTTPException(422, str(rejection)) from None
-        features = service.predict_features(pixels[np.newaxis].astype(np.float32))[0]
-        answer = service.classifier.answer(features, service.options.top)
+        embedding = service.predict_features(pixels[np.newaxis].astype(np.float32))[0]
+        descriptors = service.classifier.descriptor_vector(embedding, pixels)
+        answer = service.classifier.answer(descriptors, service.options.top)
         return Prediction(
             label=answer.label,
             probability=answer.probability,

@@ -16,7 +16,11 @@ def start_spark(settings: dict[str, Any]) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in settings.items():
-        builder = builder.config(key, str(value).lower() if isinstance(value, bool) else str(value))
+        # An environment unsets a base setting with null.
+        if value is not None:
+            builder = builder.config(
+                key, str(value).lower() if isinstance(value, bool) else str(value)
+            )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from fruit_pipeline import embedding, feature_model
+from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.images import decode_image
 from fruit_pipeline.pipelines.featurize.nodes import (
     featurize_images,
@@ -18,6 +19,7 @@ from tests.helpers import SAMPLE
 from tests.images import bad_files, good_files
 
 FEATURIZE = {
+    "full_refresh": False,
     "weights": None,
     "engine": "onnxruntime",
     "model_cache": "memory://feature_model_cache",
@@ -86,6 +88,13 @@ def test_good_files_get_1280_finite_features(featurized):
     for vector in features["features"]:
         assert len(vector) == 1280
         assert all(math.isfinite(value) for value in vector)
+
+
+def test_good_files_get_the_colour_histogram_of_their_decoded_pixels(featurized):
+    features, _ = featurized
+    for path, histogram in zip(features["path"], features["colour"], strict=True):
+        pixels = decode_image(good_files()[Path(path).name], feature_model.INPUT_SIZE, 25_000_000)
+        np.testing.assert_allclose(histogram, colour_histogram(pixels), rtol=0, atol=1e-7)
 
 
 def test_bad_files_are_rejected_with_their_reason(featurized):

@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
-from pyspark.ml.feature import PCAModel, StandardScalerModel
+from pyspark.ml.feature import PCAModel, StandardScalerModel, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from fruit_pipeline.calibration import softmax
-from fruit_pipeline.columns import stage
+from fruit_pipeline.columns import COLOUR_VECTOR, VECTOR, stage
 from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
@@ -29,8 +29,8 @@ TRAIN = {
     "selection": {
         "validation_ratio": 0.25,
         "candidates": [
-            {"inputs": "pca", "reg_param": 0.01},
-            {"inputs": "features", "reg_param": 0.01},
+            {"inputs": "pca", "colour": False, "reg_param": 0.01},
+            {"inputs": "features", "colour": False, "reg_param": 0.01},
         ],
         "max_iter": 100,
         "elastic_net_param": 0.0,
@@ -40,22 +40,37 @@ TRAIN = {
 }
 PCA_ONLY = {
     **TRAIN,
-    "selection": {**TRAIN["selection"], "candidates": [{"inputs": "pca", "reg_param": 0.01}]},
+    "selection": {
+        **TRAIN["selection"],
+        "candidates": [{"inputs": "pca", "colour": False, "reg_param": 0.01}],
+    },
 }
-SCHEMA = "path string, label string, features array<float>"
+SCHEMA = "path string, label string, features array<float>, colour array<float>"
 
 
-def clustered_features(spark, split_folders: bool = True, separation: float = 6.0):
-    """Three classes in 16 dimensions (apart by default), 30 training and 10 test images each."""
+def clustered_features(
+    spark, split_folders: bool = True, separation: float = 6.0, colour_separation: float = 0.0
+):
+    """Three classes in 16 dimensions (apart by default), 30 training and 10 test images each;
+    a 4-bin `colour` column whose class centres are `colour_separation` apart (none by default)."""
     rng = np.random.default_rng(3)
     centres = rng.normal(scale=separation, size=(3, 16))
+    colours = rng.normal(scale=colour_separation, size=(3, 4))
     rows = []
-    for label, centre in zip(["kiwi", "lemon", "plum"], centres, strict=True):
+    for label, centre, colour in zip(["kiwi", "lemon", "plum"], centres, colours, strict=True):
         for index in range(40):
             split = "Training" if index < 30 else "Test"
             folder = f"{split}/{label}" if split_folders else label
             vector = centre + rng.normal(size=16)
-            rows.append((f"file:/images/{folder}/{index}.jpg", label, vector.tolist()))
+            histogram = colour + rng.normal(size=4)
+            rows.append(
+                (
+                    f"file:/images/{folder}/{index}.jpg",
+                    label,
+                    vector.tolist(),
+                    histogram.tolist(),
+                )
+            )
     return spark.createDataFrame(rows, SCHEMA)
 
 
@@ -155,6 +170,7 @@ def test_every_candidate_is_scored_on_validation_and_the_best_is_chosen(spark):
         "pca, reg_param 0.01",
         "features, reg_param 0.01",
     ]
+    assert selection["chosen"]["colour"] is False
     best = max(
         selection["candidates"], key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"])
     )
@@ -250,3 +266,57 @@ def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
     expected_top = softmax(margins, selection["temperature"]).max(axis=1)
     np.testing.assert_allclose(predictions["probability"], expected_top, rtol=1e-9)
     assert (predictions["sure"] == (expected_top >= selection["unknown_threshold"])).all()
+
+
+WITH_COLOUR = {
+    **TRAIN,
+    "selection": {
+        **TRAIN["selection"],
+        "candidates": [
+            {"inputs": "features", "colour": False, "reg_param": 0.01},
+            {"inputs": "features", "colour": True, "reg_param": 0.01},
+        ],
+    },
+}
+
+
+def test_the_colour_histogram_is_chosen_when_it_tells_the_classes_apart(spark):
+    # Embeddings that overlap, colours far apart: only the candidate with colour can tell.
+    features = clustered_features(spark, separation=0.3, colour_separation=8.0)
+    split_features = assign_split(features, WITH_COLOUR)
+    selection = select_classifier(split_features, WITH_COLOUR)
+    accuracy = {c["name"]: c["validation_accuracy"] for c in selection["candidates"]}
+    assert accuracy["features + colour, reg_param 0.01"] == 1.0
+    assert accuracy["features, reg_param 0.01"] < 0.9
+    assert selection["chosen"] == {
+        "name": "features + colour, reg_param 0.01",
+        "inputs": "features",
+        "colour": True,
+        "reg_param": 0.01,
+    }
+    classifier, inputs = train_classifier(split_features, selection, WITH_COLOUR)
+    assert stage(classifier, VectorAssembler).getInputCols() == [VECTOR, COLOUR_VECTOR]
+    # 16 embedding + 4 colour features, standardized together.
+    assert stage(classifier, StandardScalerModel).mean.size == 20
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    assert metrics["accuracy"] == 1.0
+    assert metrics["colour"] is True
+    new_images = split_features.where("split = 'test'").drop("split")
+    predictions = predict_labels(new_images, classifier, selection, {"top_labels": 1})
+    expected = predictions["path"].str.extract(r"/Test/([^/]+)/")[0]
+    assert (predictions["predicted_label"] == expected).all()
+
+
+def test_a_colour_candidate_on_features_without_colour_says_to_featurize_again(spark):
+    features = assign_split(clustered_features(spark).drop("colour"), WITH_COLOUR)
+    with pytest.raises(ValueError, match="no `colour` column.*featurize.full_refresh=true"):
+        select_classifier(features, WITH_COLOUR)
+
+
+def test_a_candidate_without_its_colour_key_is_refused_by_name(spark):
+    missing = {
+        **TRAIN,
+        "selection": {**TRAIN["selection"], "candidates": [{"inputs": "pca", "reg_param": 0.1}]},
+    }
+    with pytest.raises(ValueError, match=r"give exactly \['inputs', 'colour', 'reg_param'\]"):
+        select_classifier(assign_split(clustered_features(spark), missing), missing)

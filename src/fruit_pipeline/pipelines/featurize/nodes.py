@@ -1,4 +1,4 @@
-"""Nodes of the featurize pipeline."""
+"""Nodes of the featurize pipeline (and of predict, which featurizes its new images whole)."""
 
 from typing import Any
 
@@ -6,10 +6,17 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.embedding import EmbeddingSettings, embed_images
+from fruit_pipeline import feature_model, feature_table
+from fruit_pipeline.columns import COLOUR, FEATURES, LABEL
+from fruit_pipeline.embedding import EMBEDDING_SCHEMA, EmbeddingSettings, embed_images
+from fruit_pipeline.feature_table import FeatureTableUpdate
 from fruit_pipeline.images import EMPTY_FILE_REASON
 from fruit_pipeline.input_files import unread_files
+
+# How each listed file (or table row) compares with the features table.
+NEW, CHANGED, UNCHANGED, REMOVED = "new", "changed", "unchanged", "removed"
+CHANGE = "change"
+SOURCE = ("length", "modificationTime")
 
 
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
@@ -19,27 +26,118 @@ def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
             f"No image files found under {images_root} (images_root): it must hold one folder "
             "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
         )
-    return raw_images.select("path", _folder_name("path").alias("label"), "content")
+    return raw_images.select("path", _folder_name("path").alias(LABEL), *SOURCE, "content")
+
+
+def plan_featurization(
+    labelled_images: DataFrame, feature_table_state: DataFrame, featurize: dict[str, Any]
+) -> DataFrame:
+    """Compare the listed files with the features table: new, changed, unchanged or removed."""
+    if not featurize["full_refresh"]:
+        _refuse_other_weights(feature_table_state, featurize)
+    listed = labelled_images.select("path", LABEL, *SOURCE)
+    in_table = feature_table_state.select(
+        "path", *[F.col(column).alias(f"table_{column}") for column in SOURCE]
+    )
+    same_file = (F.col("length") == F.col("table_length")) & (
+        F.col("modificationTime") == F.col("table_modificationTime")
+    )
+    change = (
+        F.when(F.col("table_length").isNull(), NEW)
+        .when(F.col("length").isNull(), REMOVED)
+        .when(same_file, UNCHANGED)
+        .otherwise(CHANGED)
+    )
+    # Computed now and cut from its sources: the table changes when this run commits.
+    return (
+        listed.join(in_table, "path", "full_outer")
+        .select("path", LABEL, *SOURCE, change.alias(CHANGE))
+        .localCheckpoint()
+    )
+
+
+def featurize_changes(
+    labelled_images: DataFrame, featurization_plan: DataFrame, featurize: dict[str, Any]
+) -> tuple[FeatureTableUpdate, pd.DataFrame]:
+    """Embed the new and changed files (all with full_refresh); the table's update and rejects."""
+    wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
+    to_embed = featurization_plan.where(F.col(CHANGE).isin(wanted)).select("path", *SOURCE)
+    embedded = _embed(labelled_images.join(to_embed, ["path", *SOURCE], "left_semi"), featurize)
+    identity = feature_model.identity(featurize["weights"], featurize["engine"])
+    rows = (
+        embedded.where(F.col("reason").isNull())
+        .join(to_embed, "path")
+        .select(
+            "path",
+            LABEL,
+            *SOURCE,
+            FEATURES,
+            COLOUR,
+            F.lit(identity["weights_sha256"]).cast("string").alias("weights_sha256"),
+            F.lit(identity["engine"]).alias("engine"),
+        )
+    )
+    # A changed file that no longer decodes leaves the table with the gone ones.
+    removed = (
+        featurization_plan.where(F.col(CHANGE) == REMOVED)
+        .select("path")
+        .unionByName(embedded.where(F.col("reason").isNotNull()).select("path"))
+    )
+    update = FeatureTableUpdate(rows=rows, removed=removed, replace_all=featurize["full_refresh"])
+    return update, _rejects(labelled_images, embedded)
+
+
+def summarize_table_update(
+    labelled_images: DataFrame,
+    featurization_plan: DataFrame,
+    image_features: DataFrame,
+    image_rejects: pd.DataFrame,
+    featurize: dict[str, Any],
+) -> dict[str, Any]:
+    """Count what the run found and did; fail unless each listed file is in the table or the
+    rejects, once."""
+    listed = len(labelled_images.inputFiles())
+    changes = dict.fromkeys((NEW, CHANGED, UNCHANGED, REMOVED), 0) | {
+        row[CHANGE]: row["count"] for row in featurization_plan.groupBy(CHANGE).count().collect()
+    }
+    wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
+    listed_paths = featurization_plan.where(F.col(CHANGE) != REMOVED).select("path")
+    table_rows, table_paths = image_features.select(F.count("*"), F.count_distinct("path")).head()
+    unlisted = image_features.join(listed_paths, "path", "left_anti").count()
+    featurized = image_features.join(
+        featurization_plan.where(F.col(CHANGE).isin(wanted)), "path", "left_semi"
+    ).count()
+    rejected = len(image_rejects)
+    if table_rows != table_paths or unlisted or table_rows + rejected != listed:
+        raise RuntimeError(
+            f"{listed} files were listed, but the features table holds {table_rows} rows "
+            f"({table_paths} paths, {unlisted} of files not listed) and {rejected} were "
+            "rejected: each listed file must be in the table or the rejects, once."
+        )
+    return {
+        "files_listed": listed,
+        **{f"files_{change}": count for change, count in changes.items()},
+        "full_refresh": featurize["full_refresh"],
+        "featurized": featurized,
+        "rejected": rejected,
+        "rejected_by_reason": _reasons(image_rejects),
+        "table_rows": table_rows,
+        "table_version": feature_table.version_of(image_features),
+        "images_by_label": _images_by_label(image_features),
+        # What made the features: the classifier trained on them expects the same.
+        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
+    }
 
 
 def featurize_images(
     labelled_images: DataFrame, featurize: dict[str, Any]
 ) -> tuple[DataFrame, pd.DataFrame]:
-    """Embed every image with MobileNetV2; set apart the files that could not be read."""
-    settings = EmbeddingSettings.from_parameters(featurize)
-    embedded = embed_images(labelled_images, settings, len(labelled_images.inputFiles()))
-    image_features = embedded.where(F.col("reason").isNull()).select("path", "label", "features")
-    unread = unread_files(labelled_images, embedded).select(
-        "path", _folder_name("path").alias("label"), F.lit(EMPTY_FILE_REASON).alias("reason")
+    """Embed every image with MobileNetV2, describe its colour; set apart the unreadable files."""
+    embedded = _embed(labelled_images, featurize)
+    image_features = embedded.where(F.col("reason").isNull()).select(
+        "path", LABEL, FEATURES, COLOUR
     )
-    image_rejects = (
-        embedded.where(F.col("reason").isNotNull())
-        .select("path", "label", "reason")
-        .unionByName(unread)
-        .orderBy("path")
-        .toPandas()
-    )
-    return image_features, image_rejects
+    return image_features, _rejects(labelled_images, embedded)
 
 
 def summarize_featurization(
@@ -50,10 +148,7 @@ def summarize_featurization(
 ) -> dict[str, Any]:
     """Count listed, featurized and rejected files (fail if any went missing); name the model."""
     listed = len(raw_images.inputFiles())
-    images_by_label = {
-        row["label"]: row["count"]
-        for row in image_features.groupBy("label").count().orderBy("label").collect()
-    }
+    images_by_label = _images_by_label(image_features)
     featurized = sum(images_by_label.values())
     rejected = len(image_rejects)
     if featurized + rejected != listed:
@@ -65,13 +160,55 @@ def summarize_featurization(
         "files_listed": listed,
         "featurized": featurized,
         "rejected": rejected,
-        "rejected_by_reason": {
-            reason: int(count) for reason, count in image_rejects["reason"].value_counts().items()
-        },
+        "rejected_by_reason": _reasons(image_rejects),
         "images_by_label": images_by_label,
-        # What made the features: the classifier trained on them expects the same.
         "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
     }
+
+
+def _embed(images: DataFrame, featurize: dict[str, Any]) -> DataFrame:
+    # With nothing to embed, no model is loaded and no inference engine starts.
+    total = images.count()
+    if not total:
+        return images.sparkSession.createDataFrame([], EMBEDDING_SCHEMA)
+    return embed_images(images, EmbeddingSettings.from_parameters(featurize), total)
+
+
+def _rejects(labelled_images: DataFrame, embedded: DataFrame) -> pd.DataFrame:
+    # Spark lists files of 0 bytes but yields no row for them: they are rejected here.
+    unread = unread_files(labelled_images, labelled_images.select("path")).select(
+        "path", _folder_name("path").alias(LABEL), F.lit(EMPTY_FILE_REASON).alias("reason")
+    )
+    return (
+        embedded.where(F.col("reason").isNotNull())
+        .select("path", LABEL, "reason")
+        .unionByName(unread)
+        .orderBy("path")
+        .toPandas()
+    )
+
+
+def _refuse_other_weights(feature_table_state: DataFrame, featurize: dict[str, Any]) -> None:
+    expected = feature_model.identity(featurize["weights"], featurize["engine"])["weights_sha256"]
+    found = {row[0] for row in feature_table_state.select("weights_sha256").distinct().collect()}
+    if found - {expected}:
+        raise ValueError(
+            f"The features table holds features of other weights (SHA-256 {sorted(map(str, found))}"
+            f") than this run's featurize.weights={featurize['weights']!r} (SHA-256 {expected}). "
+            "Features of different weights cannot be mixed: re-embed every image with "
+            "`--params featurize.full_refresh=true`, or set featurize.weights back."
+        )
+
+
+def _images_by_label(image_features: DataFrame) -> dict[str, int]:
+    return {
+        row[LABEL]: row["count"]
+        for row in image_features.groupBy(LABEL).count().orderBy(LABEL).collect()
+    }
+
+
+def _reasons(image_rejects: pd.DataFrame) -> dict[str, int]:
+    return {reason: int(count) for reason, count in image_rejects["reason"].value_counts().items()}
 
 
 def _folder_name(path: str) -> Column:

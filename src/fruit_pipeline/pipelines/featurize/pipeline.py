@@ -3,14 +3,15 @@
 from kedro.pipeline import Node, Pipeline
 
 from fruit_pipeline.pipelines.featurize.nodes import (
-    featurize_images,
+    featurize_changes,
     label_images,
-    summarize_featurization,
+    plan_featurization,
+    summarize_table_update,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Images -> labelled images -> features and rejects -> summary."""
+    """Images -> labelled -> compared with the table -> new and changed embedded -> one commit."""
     return Pipeline(
         [
             Node(
@@ -20,16 +21,28 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="label_images",
             ),
             Node(
-                featurize_images,
-                ["labelled_images", "params:featurize"],
-                ["image_features", "image_rejects"],
-                name="featurize_images",
+                plan_featurization,
+                ["labelled_images", "feature_table_state", "params:featurize"],
+                "featurization_plan",
+                name="plan_featurization",
             ),
             Node(
-                summarize_featurization,
-                ["raw_images", "image_features", "image_rejects", "params:featurize"],
+                featurize_changes,
+                ["labelled_images", "featurization_plan", "params:featurize"],
+                ["image_features", "image_rejects"],
+                name="featurize_changes",
+            ),
+            Node(
+                summarize_table_update,
+                [
+                    "labelled_images",
+                    "featurization_plan",
+                    "image_features",
+                    "image_rejects",
+                    "params:featurize",
+                ],
                 "featurize_summary",
-                name="summarize_featurization",
+                name="summarize_table_update",
             ),
         ]
     )

@@ -1,31 +1,42 @@
-"""Wiring of the predict pipeline: the featurize pipeline reused on new images, then the model."""
+"""Wiring of the predict pipeline: new images featurized like the training ones, then the model."""
 
 from kedro.pipeline import Node, Pipeline
 
-from fruit_pipeline.pipelines import featurize
+from fruit_pipeline.pipelines.featurize.nodes import (
+    featurize_images,
+    label_images,
+    summarize_featurization,
+)
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """New images -> features (same weights and code as featurize) -> classifier -> CSV."""
-    featurize_new_images = Pipeline(
-        featurize.create_pipeline(),
-        namespace="predict",
-        inputs={"raw_images": "new_images"},
-        outputs={
-            "image_features": "new_image_features",
-            "image_rejects": "new_image_rejects",
-            "featurize_summary": "new_images_summary",
-        },
-        parameters={"images_root": "new_images_root", "featurize": "featurize"},
-    )
-    return featurize_new_images + Pipeline(
+    return Pipeline(
         [
+            Node(
+                label_images,
+                ["new_images", "params:new_images_root"],
+                "labelled_new_images",
+                name="label_new_images",
+            ),
+            Node(
+                featurize_images,
+                ["labelled_new_images", "params:featurize"],
+                ["new_image_features", "new_image_rejects"],
+                name="featurize_new_images",
+            ),
+            Node(
+                summarize_featurization,
+                ["new_images", "new_image_features", "new_image_rejects", "params:featurize"],
+                "new_images_summary",
+                name="summarize_new_images",
+            ),
             Node(
                 predict_labels,
                 ["new_image_features", "classifier", "classifier_selection", "params:predict"],
                 "predictions",
                 name="predict_labels",
-            )
+            ),
         ]
     )

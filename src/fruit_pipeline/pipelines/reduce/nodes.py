@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline.columns import COMPONENTS, LABEL, stage
+from fruit_pipeline.feature_table import version_of
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def fit_pca(image_features: DataFrame, reduce: dict[str, Any]) -> tuple[Pipeline
             k,
         )
     report = {
+        # The version of the features table the PCA was fitted on (`--params features_version`).
+        "features_version": version_of(image_features),
         "variance_threshold": threshold,
         "components": k,
         "cumulative_variance_at_k": float(cumulative[k - 1]),

@@ -17,6 +17,7 @@ from pyspark.ml.feature import (
     StandardScalerModel,
     StringIndexer,
     VarianceThresholdSelectorModel,
+    VectorAssembler,
 )
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
@@ -25,7 +26,10 @@ from pyspark.sql import functions as F
 from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
 from fruit_pipeline.classifier_export import FORMAT as EXPORT_FORMAT
 from fruit_pipeline.columns import (
+    ARRAY_OF_VECTOR,
+    COLOUR_VECTOR,
     COMPONENTS,
+    DESCRIPTORS,
     LABEL,
     LABEL_INDEX,
     PREDICTED_LABEL,
@@ -36,8 +40,10 @@ from fruit_pipeline.columns import (
     TEST,
     TRAIN,
     VALIDATION,
+    VECTOR,
     stage,
 )
+from fruit_pipeline.feature_table import version_of
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
 logger = logging.getLogger(__name__)
@@ -86,17 +92,16 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
         raise ValueError(
             "No validation images: raise train.selection.validation_ratio or add training images."
         )
-    inputs_by_kind: dict[str, tuple[PipelineModel, str, dict[str, Any]]] = {}
+    inputs_by_kind: dict[tuple[str, bool], tuple[PipelineModel, str, dict[str, Any]]] = {}
     candidates, margins = [], {}
-    for candidate in selection["candidates"]:
+    for candidate in map(checked_candidate, selection["candidates"]):
         started = time.perf_counter()
-        if candidate["inputs"] not in inputs_by_kind:
-            inputs_by_kind[candidate["inputs"]] = fit_inputs(training, candidate["inputs"], train)
-        model, report = fit_classifier(
-            training, inputs_by_kind[candidate["inputs"]], candidate, selection
-        )
+        kind = (candidate["inputs"], candidate["colour"])
+        if kind not in inputs_by_kind:
+            inputs_by_kind[kind] = fit_inputs(training, *kind, train)
+        model, report = fit_classifier(training, inputs_by_kind[kind], candidate, selection)
         scored = score(model, validation)
-        name = f"{candidate['inputs']}, reg_param {candidate['reg_param']}"
+        name = candidate_name(candidate)
         margins[name] = scored
         candidates.append(
             {
@@ -128,7 +133,7 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
     )
     return {
         "candidates": candidates,
-        "chosen": {key: best[key] for key in ("name", "inputs", "reg_param")},
+        "chosen": {key: best[key] for key in ("name", *CANDIDATE_KEYS)},
         "validation_images": len(chosen.labels),
         "validation_errors": errors,
         "temperature": temperature,
@@ -139,29 +144,62 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
     }
 
 
+CANDIDATE_KEYS = ("inputs", "colour", "reg_param")
+
+
+def checked_candidate(candidate: dict[str, Any]) -> dict[str, Any]:
+    """A candidate of `train.selection.candidates` with exactly the keys it needs."""
+    if set(candidate) != set(CANDIDATE_KEYS):
+        raise ValueError(
+            f"train.selection candidate {candidate}: give exactly {list(CANDIDATE_KEYS)}, e.g. "
+            "{inputs: features, colour: true, reg_param: 0.001}."
+        )
+    return candidate
+
+
+def candidate_name(candidate: dict[str, Any]) -> str:
+    """What a candidate takes and its regularization, e.g. `features + colour, reg_param 0.001`."""
+    descriptors = candidate["inputs"] + (" + colour" if candidate["colour"] else "")
+    return f"{descriptors}, reg_param {candidate['reg_param']}"
+
+
 def train_classifier(
     split_features: DataFrame, classifier_selection: dict[str, Any], train: dict[str, Any]
 ) -> tuple[PipelineModel, dict[str, Any]]:
     """Refit the chosen candidate on every training image (validation included)."""
     training = as_vectors(split_features.where(F.col(SPLIT).isin(TRAIN, VALIDATION))).persist()
     chosen = classifier_selection["chosen"]
-    inputs = fit_inputs(training, chosen["inputs"], train)
+    inputs = fit_inputs(training, chosen["inputs"], chosen["colour"], train)
     model, report = fit_classifier(training, inputs, chosen, train["selection"])
     training.unpersist()
     return model, {**inputs[2], **report, "chosen": chosen["name"]}
 
 
 def fit_inputs(
-    training: DataFrame, kind: str, train: dict[str, Any]
+    training: DataFrame, kind: str, colour: bool, train: dict[str, Any]
 ) -> tuple[PipelineModel, str, dict[str, Any]]:
-    """The classifier's input stages: standardization and PCA (`pca`) or standardization only."""
+    """The classifier's input stages: the embedding (with the colour histogram if asked)
+    assembled, then standardization and PCA (`pca`) or standardization only (`features`)."""
+    if colour and COLOUR_VECTOR not in training.columns:
+        raise ValueError(
+            "A candidate asks for the colour histogram but image_features has no `colour` "
+            "column (it predates it): run `kedro run --pipelines featurize --params "
+            "featurize.full_refresh=true`, or drop `colour: true` from the candidates."
+        )
+    assembler = VectorAssembler(
+        inputCols=[VECTOR, COLOUR_VECTOR] if colour else [VECTOR], outputCol=DESCRIPTORS
+    )
+    assembled = assembler.transform(training)
     if kind == "pca":
-        fit = fit_scaled_pca(training, train["variance_threshold"], train["max_components"])
+        fit = fit_scaled_pca(
+            assembled, train["variance_threshold"], train["max_components"], DESCRIPTORS
+        )
         return (
-            fit.model,
+            PipelineModel([assembler, *fit.model.stages]),
             COMPONENTS,
             {
                 "inputs": "pca",
+                "colour": colour,
                 "components": fit.components,
                 "constant_features_dropped": fit.constant_features,
                 "explained_variance": [float(share) for share in fit.explained_variance],
@@ -169,10 +207,16 @@ def fit_inputs(
             },
         )
     if kind == "features":
+        standardizer = fit_standardizer(assembled, DESCRIPTORS)
         return (
-            fit_standardizer(training),
+            PipelineModel([assembler, *standardizer.stages]),
             SCALED,
-            {"inputs": "features", "components": None, "train_images": training.count()},
+            {
+                "inputs": "features",
+                "colour": colour,
+                "components": None,
+                "train_images": training.count(),
+            },
         )
     raise ValueError(f"train.selection candidate inputs {kind!r}: use 'pca' or 'features'.")
 
@@ -281,8 +325,10 @@ def evaluate_classifier(
             "answered_accuracy": float(correct[answered].mean()) if answered.any() else None,
         },
         "selection": classifier_selection,
+        "features_version": version_of(split_features),
         "train_images": classifier_inputs["train_images"],
         "inputs": classifier_inputs["inputs"],
+        "colour": classifier_inputs["colour"],
         "pca_components": classifier_inputs["components"],
         "pca_explained_variance": classifier_inputs.get("explained_variance"),
         "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
@@ -326,6 +372,7 @@ def export_classifier(
     scaler = stage(classifier, StandardScalerModel)
     regression = stage(classifier, LogisticRegressionModel)
     selector = stage(classifier, VarianceThresholdSelectorModel)
+    assembler = stage(classifier, VectorAssembler)
     selection = classification_metrics["selection"]
     exported_metrics = (
         "accuracy",
@@ -338,6 +385,7 @@ def export_classifier(
     return {
         "format": EXPORT_FORMAT,
         "labels": list(stage(classifier, IndexToString).getLabels()),
+        "descriptors": [ARRAY_OF_VECTOR[column] for column in assembler.getInputCols()],
         "selected_features": list(selector.selectedFeatures),
         "scaler_mean": scaler.mean.toArray().tolist(),
         "scaler_std": scaler.std.toArray().tolist(),

@@ -1,0 +1,48 @@
+"""Files written by pandas, JSON and matplotlib are whole or absent, never half-written."""
+
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.datasets import AtomicDataset
+from tests.helpers import PROJECT_ROOT
+
+CSV = {"type": "pandas.CSVDataset", "save_args": {"index": False}}
+
+
+class Unprintable:
+    """A value that cannot be written: the CSV writer fails on it, past the first rows."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("the run stops here")
+
+
+def test_a_save_round_trips(tmp_path):
+    dataset = AtomicDataset(filepath=str(tmp_path / "table.csv"), dataset=CSV)
+    table = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "pc_1": [0.5, -1.25]})
+    dataset.save(table)
+    pd.testing.assert_frame_equal(dataset.load(), table)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+def test_a_save_that_fails_midway_leaves_the_previous_file_whole(tmp_path):
+    target = tmp_path / "table.csv"
+    dataset = AtomicDataset(filepath=str(target), dataset=CSV)
+    dataset.save(pd.DataFrame({"path": ["a.jpg"], "pc_1": [0.5]}))
+    previous = target.read_bytes()
+    # Thousands of good rows are written before the bad one stops the writer.
+    rows = [f"{i}.jpg" for i in range(5000)] + [Unprintable()]
+    with pytest.raises(DatasetError, match="the run stops here"):
+        dataset.save(pd.DataFrame({"path": rows, "pc_1": 1.0}))
+    assert target.read_bytes() == previous
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+def test_every_pandas_json_and_plot_output_of_the_catalog_is_atomic():
+    catalog = config_loader(PROJECT_ROOT)["catalog"]
+    file_types = {"pandas.CSVDataset", "json.JSONDataset", "matplotlib.MatplotlibDataset"}
+    written = {name for name, entry in catalog.items() if entry["type"] in file_types}
+    assert not written, f"not atomic: {sorted(written)}"
+    atomic = [entry for entry in catalog.values() if entry["type"].endswith("AtomicDataset")]
+    assert {entry["dataset"]["type"] for entry in atomic} == file_types
