@@ -19,89 +19,21 @@ cluster.
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from scratch_project import PROJECT_ROOT, new_project
+from scratch_project import (
+    IMAGE_SUFFIXES,
+    PROJECT_ROOT,
+    Measure,
+    build_corpus,
+    measure,
+    new_project,
+)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
-
-
-@dataclass
-class Measure:
-    seconds: float
-    peak_rss_mib: float
-    output: str
-    # Peak resident memory of each kind of process: driver, jvm, python workers.
-    peak_by_kind_mib: dict[str, float]
-
-
-def build_corpus(source: Path, size: int, dest: Path) -> Path:
-    """Copy size images from source round-robin, under their class folders."""
-    images = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise SystemExit(f"no images under {source}")
-    for index in range(size):
-        image = images[index % len(images)]
-        target = dest / image.parent.name / f"{index:06d}_{image.name}"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(image, target)
-    return dest
-
-
-def tree_rss_bytes(root_pid: int) -> dict[str, int]:
-    """Resident memory of a process and its descendants, from /proc, by kind of process."""
-    totals = {"driver": 0, "jvm": 0, "workers": 0}
-    pending = [root_pid]
-    while pending:
-        pid = pending.pop()
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-            kind = "jvm" if b"java" in command else "workers" if b"pyspark" in command else "driver"
-            if "VmRSS:" in status:
-                totals[kind] += int(status.split("VmRSS:")[1].split()[0]) * 1024
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return totals
-
-
-def measure(command: list[str], cwd: Path, env: dict[str, str]) -> Measure:
-    """Run a command; wall time and the peak RSS of its process tree, sampled every 0.1 s."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
-    peak = 0
-    peak_by_kind: dict[str, int] = {}
-    finished = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not finished.is_set():
-            totals = tree_rss_bytes(process.pid)
-            peak = max(peak, sum(totals.values()))
-            for kind, rss in totals.items():
-                peak_by_kind[kind] = max(peak_by_kind.get(kind, 0), rss)
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output, _ = process.communicate()
-    seconds = time.perf_counter() - start
-    finished.set()
-    sampler.join()
-    if process.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{output}")
-    by_kind = {kind: rss / 2**20 for kind, rss in peak_by_kind.items()}
-    return Measure(seconds, peak / 2**20, output, by_kind)
+from fruit_pipeline.config import config_loader
 
 
 def loop_limit(engine: str, images: Path, batch_size: int, weights: str | None, cache: str) -> None:
@@ -139,9 +71,8 @@ def convert(weights: str | None, cache: str) -> None:
 
 
 def configured(name: str) -> int:
-    """A featurize parameter of conf/base: the benchmark measures the defaults."""
-    parameters = PROJECT_ROOT / "conf" / "base" / "parameters_featurize.yml"
-    return yaml.safe_load(parameters.read_text())["featurize"][name]
+    """A featurize parameter of the project's defaults: the benchmark measures them."""
+    return config_loader(PROJECT_ROOT)["parameters"]["featurize"][name]
 
 
 def main() -> None:

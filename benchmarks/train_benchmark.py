@@ -5,13 +5,14 @@ runs pure Java. This times `kedro run --pipelines train` as a whole process both
 features of an earlier featurize run (repeated, under new paths, up to the sizes asked), and
 prints wall time, test accuracy and PCA k of each run.
 
-    python benchmarks/train_benchmark.py --features data/04_feature/image_features.parquet \
+    python benchmarks/train_benchmark.py --project <a project that ran featurize> \
         --sizes 0 8000     # 0: the features as they are
 """
 
 import argparse
 import ctypes
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -20,11 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-from scratch_project import new_project
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from scratch_project import PROJECT_ROOT, new_project
+
+from fruit_pipeline import feature_table
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.spark_session import start_spark
 
 NATIVE_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
-FEATURES = Path("data/04_feature/image_features.parquet")
+FEATURES = Path("data/04_feature/image_features")
 SUMMARY = Path("data/08_reporting/featurize_summary.json")
 METRICS = Path("data/08_reporting/classification_metrics.json")
 
@@ -51,23 +57,28 @@ def pure_java_environment(folder: Path) -> dict[str, str]:
     }
 
 
-def project_with_features(root: Path, source: Path, features: pd.DataFrame, size: int) -> Path:
-    """A project copy whose image_features are `size` rows (0: all), repeated under new paths."""
+def project_with_features(spark: SparkSession, root: Path, source: Path, size: int) -> Path:
+    """A project copy whose features table has `size` rows (0: all), repeated under new paths."""
     new_project(root)
-    rows = features if size == 0 else features.iloc[[i % len(features) for i in range(size)]]
-    paths = [copied_path(path, i // len(features)) for i, path in enumerate(rows["path"])]
-    table = rows.assign(path=paths)
-    (root / FEATURES).mkdir(parents=True)
-    table.to_parquet(root / FEATURES / "part-00000.parquet", index=False)
+    features = feature_table.read(spark, str(source / FEATURES))
+    copies = 1 if size == 0 else math.ceil(size / features.count())
+    rows = features.crossJoin(spark.range(copies).withColumnRenamed("id", "copy"))
+    if size:
+        rows = rows.orderBy("copy", "path").limit(size)
+    folder, name = (
+        F.regexp_extract("path", "^(.*/)[^/]+$", 1),
+        F.regexp_extract("path", "[^/]+$", 0),
+    )
+    # The n-th copy of an image keeps its class folder (copy 0: the image itself).
+    copied = F.when(F.col("copy") == 0, F.col("path")).otherwise(
+        F.concat(folder, F.lit("copy"), F.col("copy").cast("string"), F.lit("_"), name)
+    )
+    rows.withColumn("path", copied).select(*feature_table.COLUMNS).write.format("delta").save(
+        str(root / FEATURES)
+    )
     (root / SUMMARY).parent.mkdir(parents=True)
     shutil.copy(source / SUMMARY, root / SUMMARY)
     return root
-
-
-def copied_path(path: str, copy: int) -> str:
-    """The path of the n-th copy of an image, in the same class folder (copy 0: the image)."""
-    folder, name = path.rsplit("/", 1)
-    return path if copy == 0 else f"{folder}/copy{copy}_{name}"
 
 
 def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
@@ -97,7 +108,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, required=True, help="a project that ran featurize")
     parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
     args = parser.parse_args()
-    features = pd.read_parquet(args.project / FEATURES, columns=["path", "label", "features"])
+    spark = start_spark(dict(config_loader(PROJECT_ROOT)["spark"]))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     native = native_libraries_load()
     if not native:
@@ -105,9 +116,7 @@ def main() -> None:
     print(f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'train s':>7} | {'accuracy':>8} | chosen")
     with tempfile.TemporaryDirectory(prefix="train_benchmark_") as scratch:
         for size in args.sizes:
-            project = project_with_features(
-                Path(scratch) / f"p{size}", args.project, features, size
-            )
+            project = project_with_features(spark, Path(scratch) / f"p{size}", args.project, size)
             environments = [pure_java_environment(Path(scratch) / "no_native")]
             if native:
                 environments.append(env)
