@@ -2,6 +2,12 @@
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -74,3 +80,87 @@ def read_features(spark, project: Path, version: int | None = None):
     from fruit_pipeline import feature_table  # noqa: PLC0415
 
     return feature_table.read(spark, str(project / FEATURES_TABLE), version)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on, on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def moto_server(region: str) -> Iterator[dict[str, str]]:
+    """A moto server (S3, EMR, IAM... over HTTP) on loopback, in this process' AWS environment.
+
+    boto3 and s3fs reach it through AWS_ENDPOINT_URL; the environment is yielded for
+    subprocesses and restored after.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                raise RuntimeError("the moto server did not start") from None
+            time.sleep(0.2)
+    environment = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": region,
+    }
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        yield environment
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def hadoop_aws_package() -> str:
+    """Hadoop's S3A connector at the Hadoop version of pyspark's own jars (3.3.4 for Spark 3.5)."""
+    import pyspark  # noqa: PLC0415
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    version = next(jars.glob("hadoop-client-api-*.jar")).stem.removeprefix("hadoop-client-api-")
+    # Its AWS SDK bundle comes with it, as a dependency.
+    return f"org.apache.hadoop:hadoop-aws:{version}"
+
+
+def s3a_settings(endpoint: str, region: str) -> dict[str, str]:
+    """Spark settings that serve `s3://` with S3A against an S3 API server, as EMRFS does on EMR."""
+    return {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.endpoint": endpoint,
+        "spark.hadoop.fs.s3a.endpoint.region": region,
+        "spark.hadoop.fs.s3a.path.style.access": "true",
+        "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
+        ),
+    }
+
+
+def fetch_jvm_packages() -> None:
+    """Resolve the JVM packages the project and its tests use into Spark's Ivy cache (~/.ivy2)."""
+    from fruit_pipeline.config import config_loader  # noqa: PLC0415
+    from fruit_pipeline.spark_session import start_spark  # noqa: PLC0415
+
+    settings = dict(config_loader(PROJECT_ROOT)["spark"])
+    packages = f"{settings['spark.jars.packages']},{hadoop_aws_package()}"
+    start_spark({**settings, "spark.jars.packages": packages, "spark.master": "local[1]"}).stop()

@@ -7,9 +7,11 @@ import pytest
 
 from tests.helpers import FRUITS_95, new_project, run
 
-# Measured on this slice (2,083 images, seeded split): accuracy 0.988, macro F1 0.989, ECE 0.015.
-ACCURACY_FLOOR = 0.95
-MACRO_F1_FLOOR = 0.95
+# Measured on this slice (2,083 images, seeded split, 409 test images), with the colour
+# histogram: accuracy 0.990, macro F1 0.991, ECE 0.009. The floors leave a few images of slack.
+ACCURACY_FLOOR = 0.975
+MACRO_F1_FLOOR = 0.975
+ECE_CEILING = 0.03
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def test_95_classes_are_told_apart(metrics):
     assert metrics["classes"] >= 90
     assert metrics["accuracy"] >= ACCURACY_FLOOR
     assert metrics["macro_f1"] >= MACRO_F1_FLOOR
-    assert metrics["calibration"]["expected_calibration_error"] < 0.05
+    assert metrics["calibration"]["expected_calibration_error"] < ECE_CEILING
 
 
 @pytest.mark.slow

@@ -3,11 +3,9 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -22,61 +20,28 @@ from fruit_pipeline import feature_model
 from fruit_pipeline.classifier_export import ExportedClassifier
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.deploy import (
+    APP_DIR,
+    EU_REGIONS,
     Deployment,
     Settings,
     build_package,
+    check_region,
     load_settings,
     main,
     render_policies,
     step_command,
 )
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
-from tests.helpers import PROJECT_ROOT, new_project
+from tests.helpers import PROJECT_ROOT, moto_server, new_project
 
 REGION = "eu-west-3"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def aws():
     """A moto server process on loopback; boto3 and s3fs reach it through AWS_ENDPOINT_URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise RuntimeError("the moto server did not start") from None
-            time.sleep(0.2)
-    environment = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    saved = {name: os.environ.get(name) for name in environment}
-    os.environ.update(environment)
-    yield environment
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    server.terminate()
-    server.wait(timeout=10)
+    with moto_server(REGION) as environment:
+        yield environment
 
 
 @pytest.fixture
@@ -217,12 +182,38 @@ def test_run_adds_a_kedro_run_step_then_status_and_terminate(deployment, setting
     assert state in {"TERMINATING", "TERMINATED"}
 
 
-def test_the_step_command_quotes_what_the_user_gives():
-    script = step_command("featurize", "images_root=s3://b/my images")[-1]
+def test_the_step_command_quotes_what_the_user_gives(settings):
+    script = step_command(settings, "featurize", "images_root=s3://b/my images")[-1]
     assert (
         "kedro run --env=emr --pipelines featurize --params 'images_root=s3://b/my images'"
         in script
     )
+
+
+def test_the_step_runs_kedro_with_the_bucket_and_prefix_deployed_to(settings, tmp_path):
+    # The step's shell has the node's environment, not the operator's: run it with none.
+    (tmp_path / "venv/bin").mkdir(parents=True)
+    kedro = tmp_path / "venv/bin/kedro"
+    kedro.write_text('#!/bin/sh\necho "$FRUIT_PIPELINE_BUCKET $FRUIT_PIPELINE_PREFIX $*"\n')
+    kedro.chmod(0o755)
+    (tmp_path / "spark_env.sh").write_text("")
+    script = step_command(settings, None, None)[-1].replace(APP_DIR, str(tmp_path))
+    result = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", "bash", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.split() == [settings.bucket, settings.prefix, "run", "--env=emr"]
+
+
+@pytest.mark.parametrize("region", ["eu-west-2", "eu-central-2", "us-east-1"])
+def test_only_regions_of_eu_member_states_pass(region):
+    with pytest.raises(ValueError, match=f"region {region} is outside the EU"):
+        check_region(region, allow_outside_eu=False)
+    check_region(region, allow_outside_eu=True)
+    for region_in_the_eu in EU_REGIONS:
+        check_region(region_in_the_eu, allow_outside_eu=False)
 
 
 def test_fetch_brings_the_tables_and_reports_home(deployment, settings, tmp_path):

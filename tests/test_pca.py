@@ -84,7 +84,7 @@ def pca_trained_metrics(sample_project, tmp_path_factory) -> dict:
     for output in (FEATURES_TABLE, SUMMARY):
         (root / output).parent.mkdir(parents=True)
         os.symlink(sample_project / output, root / output)
-    candidates = [{"inputs": "pca", "reg_param": 0.01}]
+    candidates = [{"inputs": "pca", "colour": False, "reg_param": 0.01}]
     run(root, "train", train={"selection": {"candidates": candidates}})
     return json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
 

@@ -77,12 +77,25 @@ def load_settings(conf_source: Path) -> Settings:
     return Settings(bucket=found["bucket"], prefix=found["prefix"], **deploy)
 
 
+# AWS regions in EU member states. Not eu-west-2 (London) nor eu-central-2 (Zurich): their
+# names start with eu- but the United Kingdom and Switzerland are not in the EU.
+EU_REGIONS = {
+    "eu-central-1": "Frankfurt",
+    "eu-north-1": "Stockholm",
+    "eu-south-1": "Milan",
+    "eu-south-2": "Spain",
+    "eu-west-1": "Ireland",
+    "eu-west-3": "Paris",
+}
+
+
 def check_region(region: str, allow_outside_eu: bool) -> None:
     """Refuse regions outside the EU unless explicitly allowed (GDPR)."""
-    if not region.startswith("eu-") and not allow_outside_eu:
+    if region not in EU_REGIONS and not allow_outside_eu:
+        choices = ", ".join(f"{name} ({city})" for name, city in sorted(EU_REGIONS.items()))
         raise ValueError(
             f"region {region} is outside the EU: images and computation must stay in the EU "
-            "(GDPR). Choose an eu-* region (default eu-west-3, Paris) or pass "
+            f"(GDPR). Choose one of {choices} (default eu-west-3), or pass "
             "--allow-outside-eu if you really mean it."
         )
 
@@ -252,7 +265,7 @@ class Deployment:
         poll_seconds: float = 30,
     ) -> str:
         """Add the `kedro run --env=emr` step; wait for it with progress if asked."""
-        command = step_command(pipeline, params)
+        command = step_command(self.settings, pipeline, params)
         response = self.emr.add_job_flow_steps(
             JobFlowId=cluster_id,
             Steps=[
@@ -325,9 +338,15 @@ class Deployment:
         return [{"Key": key, "Value": str(value)} for key, value in self.settings.tags.items()]
 
 
-def step_command(pipeline: str | None, params: str | None) -> list[str]:
+def step_command(settings: Settings, pipeline: str | None, params: str | None) -> list[str]:
     """command-runner.jar arguments: `kedro run --env=emr` from the project on the primary node."""
-    kedro = ["venv/bin/kedro", "run", "--env=emr"]
+    # The bucket and prefix the operator deployed to: conf/emr/globals.yml reads them from the
+    # environment, and a step's environment is the node's, not the operator's.
+    location = [
+        f"FRUIT_PIPELINE_BUCKET={settings.bucket}",
+        f"FRUIT_PIPELINE_PREFIX={settings.prefix}",
+    ]
+    kedro = ["env", *location, "venv/bin/kedro", "run", "--env=emr"]
     if pipeline:
         kedro += ["--pipelines", pipeline]
     if params:

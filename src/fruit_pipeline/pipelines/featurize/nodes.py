@@ -35,7 +35,11 @@ def plan_featurization(
     """Compare the listed files with the features table: new, changed, unchanged or removed."""
     if not featurize["full_refresh"]:
         _refuse_other_weights(feature_table_state, featurize)
-    listed = labelled_images.select("path", LABEL, *SOURCE)
+    # Only the files' metadata is read: in as many tasks as cores, not one per ~30 files.
+    spark = labelled_images.sparkSession
+    listed = labelled_images.select("path", LABEL, *SOURCE).coalesce(
+        spark.sparkContext.defaultParallelism
+    )
     in_table = feature_table_state.select(
         "path", *[F.col(column).alias(f"table_{column}") for column in SOURCE]
     )
@@ -62,7 +66,8 @@ def featurize_changes(
     """Embed the new and changed files (all with full_refresh); the table's update and rejects."""
     wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
     to_embed = featurization_plan.where(F.col(CHANGE).isin(wanted)).select("path", *SOURCE)
-    embedded = _embed(labelled_images.join(to_embed, ["path", *SOURCE], "left_semi"), featurize)
+    images = labelled_images.join(to_embed, ["path", *SOURCE], "left_semi")
+    embedded = _embed(images, to_embed.count(), featurize)
     identity = feature_model.identity(featurize["weights"], featurize["engine"])
     rows = (
         embedded.where(F.col("reason").isNull())
@@ -84,7 +89,8 @@ def featurize_changes(
         .unionByName(embedded.where(F.col("reason").isNotNull()).select("path"))
     )
     update = FeatureTableUpdate(rows=rows, removed=removed, replace_all=featurize["full_refresh"])
-    return update, _rejects(labelled_images, embedded)
+    listed = featurization_plan.where(F.col(CHANGE) != REMOVED)
+    return update, _rejects(labelled_images, listed, embedded)
 
 
 def summarize_table_update(
@@ -133,11 +139,11 @@ def featurize_images(
     labelled_images: DataFrame, featurize: dict[str, Any]
 ) -> tuple[DataFrame, pd.DataFrame]:
     """Embed every image with MobileNetV2, describe its colour; set apart the unreadable files."""
-    embedded = _embed(labelled_images, featurize)
+    embedded = _embed(labelled_images, labelled_images.count(), featurize)
     image_features = embedded.where(F.col("reason").isNull()).select(
         "path", LABEL, FEATURES, COLOUR
     )
-    return image_features, _rejects(labelled_images, embedded)
+    return image_features, _rejects(labelled_images, labelled_images, embedded)
 
 
 def summarize_featurization(
@@ -166,17 +172,16 @@ def summarize_featurization(
     }
 
 
-def _embed(images: DataFrame, featurize: dict[str, Any]) -> DataFrame:
+def _embed(images: DataFrame, total: int, featurize: dict[str, Any]) -> DataFrame:
     # With nothing to embed, no model is loaded and no inference engine starts.
-    total = images.count()
     if not total:
         return images.sparkSession.createDataFrame([], EMBEDDING_SCHEMA)
     return embed_images(images, EmbeddingSettings.from_parameters(featurize), total)
 
 
-def _rejects(labelled_images: DataFrame, embedded: DataFrame) -> pd.DataFrame:
-    # Spark lists files of 0 bytes but yields no row for them: they are rejected here.
-    unread = unread_files(labelled_images, labelled_images.select("path")).select(
+def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -> pd.DataFrame:
+    # Spark lists files of 0 bytes but yields no row for them (`rows`): they are rejected here.
+    unread = unread_files(labelled_images, rows.select("path")).select(
         "path", _folder_name("path").alias(LABEL), F.lit(EMPTY_FILE_REASON).alias("reason")
     )
     return (
