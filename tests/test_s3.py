@@ -1,6 +1,6 @@
 """The emr environment on an S3 API: Spark through Hadoop's S3A connector, mapped onto `s3://`
-as EMRFS serves it on EMR, against a moto server on 127.0.0.1. featurize and reduce run on it,
-the features table grows incrementally on S3, and every output object is listed."""
+as EMRFS serves it on EMR, against a moto server on 127.0.0.1. featurize, reduce, train and
+predict run on it, the features table grows incrementally on S3, and every output is listed."""
 
 import json
 import os
@@ -17,6 +17,7 @@ import yaml
 from fruit_pipeline.config import config_loader
 from tests.helpers import (
     PROJECT_ROOT,
+    SAMPLE,
     WEIGHTS_FILE,
     hadoop_aws_package,
     moto_server,
@@ -26,18 +27,25 @@ from tests.helpers import (
 
 REGION = "eu-west-3"
 BUCKET, PREFIX = "fruit-pipeline-s3-test", "fruit_pipeline"
+SAMPLE_SIZE = 463  # the labelled sample split: 328 Training and 135 Test images
 
 
 @pytest.fixture(scope="module")
 def s3(test1_images):
-    """The moto server with the bucket, the images and the weights as `fruit-deploy` lays them."""
+    """The moto server with the bucket, the images and the weights as `fruit-deploy` lays them:
+    the labelled sample split under images/, the 20 Test1 images under new_images/."""
+    if not SAMPLE.is_dir():
+        pytest.skip(f"needs the Fruits-360 sample at {SAMPLE}")
     with moto_server(REGION) as environment:
         client = boto3.client("s3")
         client.create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
+        for image in sorted(SAMPLE.rglob("*.jpg")):
+            key = f"{PREFIX}/images/{image.relative_to(SAMPLE).as_posix()}"
+            client.upload_file(str(image), BUCKET, key)
         for image in sorted(test1_images.rglob("*.jpg")):
-            key = f"{PREFIX}/images/{image.parent.name}/{image.name}"
+            key = f"{PREFIX}/new_images/{image.parent.name}/{image.name}"
             client.upload_file(str(image), BUCKET, key)
         client.upload_file(str(WEIGHTS_FILE), BUCKET, f"{PREFIX}/models/{WEIGHTS_FILE.name}")
         yield client, environment
@@ -112,20 +120,50 @@ def test_featurize_and_reduce_write_every_output_to_the_bucket(first_run):
     # Atomic writes leave no temporary object behind.
     assert not [key for key in written if key.endswith(".partial")]
     summary = read_json(client, f"{data}/08_reporting/featurize_summary.json")
-    assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == 20
+    assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == SAMPLE_SIZE
     assert summary["feature_model"]["weights"].startswith(f"s3://{BUCKET}/")
     report = read_json(client, f"{data}/08_reporting/variance_report.json")
     assert report["features_version"] == 0
-    assert report["image_count"] == 20
+    assert report["image_count"] == SAMPLE_SIZE
     body = client.get_object(Bucket=BUCKET, Key=f"{data}/05_model_input/pca_features.csv")["Body"]
     projected = pd.read_csv(body)
-    assert len(projected) == 20
+    assert len(projected) == SAMPLE_SIZE
     assert projected["path"].str.startswith(f"s3://{BUCKET}/{PREFIX}/images/").all()
+
+
+def test_train_and_predict_write_the_model_and_their_outputs_to_the_bucket(first_run, project):
+    client = first_run
+    kedro_run(*project, "--pipelines", "train")
+    kedro_run(*project, "--pipelines", "predict")
+    data = f"{PREFIX}/data"
+    written = keys(client, data)
+    assert any(key.startswith(f"{data}/06_models/classifier/stages/") for key in written)
+    for output in (
+        "06_models/classifier_export.json",
+        "08_reporting/classifier_selection.json",
+        "08_reporting/classification_metrics.json",
+        "08_reporting/confusion_matrix.png",
+        "08_reporting/reliability.png",
+        "08_reporting/new_images_summary.json",
+        "08_reporting/new_image_rejects.csv",
+        "07_model_output/predictions.csv",
+    ):
+        assert f"{data}/{output}" in written
+    assert not [key for key in written if key.endswith(".partial")]
+    metrics = read_json(client, f"{data}/08_reporting/classification_metrics.json")
+    assert metrics["features_version"] == 0
+    assert (metrics["train_images"], metrics["test_images"]) == (328, 135)
+    assert metrics["accuracy"] >= 0.98
+    body = client.get_object(Bucket=BUCKET, Key=f"{data}/07_model_output/predictions.csv")["Body"]
+    predictions = pd.read_csv(body)
+    assert len(predictions) == 20
+    expected = predictions["path"].str.extract(r"/new_images/([^/]+)/")[0]
+    assert (predictions["predicted_label"] == expected).mean() >= 0.9
 
 
 def test_the_table_on_s3_grows_by_one_merge(first_run, project, test1_images, tmp_path):
     client = first_run
-    images = f"{PREFIX}/images"
+    images = f"{PREFIX}/images/Training"
     for image in sorted((test1_images / "lemon").glob("*.jpg"))[:2]:
         copy = tmp_path / f"new_{image.name}"
         shutil.copy(image, copy)
@@ -134,8 +172,8 @@ def test_the_table_on_s3_grows_by_one_merge(first_run, project, test1_images, tm
     kedro_run(*project, "--pipelines", "featurize")
     summary = read_json(client, f"{PREFIX}/data/08_reporting/featurize_summary.json")
     assert (summary["files_new"], summary["files_removed"], summary["featurized"]) == (2, 1, 2)
-    assert summary["files_unchanged"] == 19
-    assert summary["table_rows"] == 21
+    assert summary["files_unchanged"] == SAMPLE_SIZE - 1
+    assert summary["table_rows"] == SAMPLE_SIZE + 1
     assert summary["table_version"] == 1
     log = keys(client, f"{PREFIX}/data/04_feature/image_features/_delta_log/")
     assert f"{PREFIX}/data/04_feature/image_features/_delta_log/00000000000000000001.json" in log

@@ -25,8 +25,12 @@ from fruit_pipeline.progress import ProgressLog
 logger = logging.getLogger(__name__)
 
 ENGINES = ("onnxruntime", "keras")
+# The identity of each source file travels with its row (`length`, `modificationTime`: Spark's
+# binaryFile columns), so the features table needs no join with the listing afterwards.
+PASSED_THROUGH = ("path", "label", "length", "modificationTime")
 EMBEDDING_SCHEMA = (
-    "path string, label string, features array<float>, colour array<float>, reason string"
+    "path string, label string, length long, modificationTime timestamp, "
+    "features array<float>, colour array<float>, reason string"
 )
 
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -80,7 +84,7 @@ def load_worker_model(settings: EmbeddingSettings) -> WorkerModel:
 
 
 def embed_images(images: DataFrame, settings: EmbeddingSettings, total: int) -> DataFrame:
-    """Embed (path, label, content) rows into (path, label, features, colour, reason), once.
+    """Embed (PASSED_THROUGH, content) rows into (PASSED_THROUGH, features, colour, reason), once.
 
     The model is broadcast once; each Python worker builds its predictor once. A row either
     has its features or the reason it was rejected. The result is persisted and computed here,
@@ -98,7 +102,7 @@ def embed_images(images: DataFrame, settings: EmbeddingSettings, total: int) -> 
     )
     embedded = (
         _with_partitions(images, tasks)
-        .select("path", "label", "content")
+        .select(*PASSED_THROUGH, "content")
         .mapInPandas(embed_partition, schema=EMBEDDING_SCHEMA)
         # Both the features and the rejects are written from this one pass over the images.
         .persist(StorageLevel.DISK_ONLY)
@@ -171,7 +175,8 @@ def keras_predictor(weights: list[np.ndarray], threads: int) -> Predictor:
 def embed_batch(
     batch: pd.DataFrame, predict: Predictor, batch_size: int, max_image_pixels: int
 ) -> pd.DataFrame:
-    """Decode, embed and colour-describe one batch of rows; undecodable rows get their reason."""
+    """Decode, embed and colour-describe one batch of rows (other columns kept); undecodable
+    rows get their reason."""
     reasons: list[str | None] = []
     pixels: list[np.ndarray] = []
     for content in batch["content"]:
@@ -184,15 +189,7 @@ def embed_batch(
     histograms = iter([colour_histogram(image) for image in pixels])
     features = [None if reason else next(vectors) for reason in reasons]
     colours = [None if reason else next(histograms) for reason in reasons]
-    return pd.DataFrame(
-        {
-            "path": batch["path"],
-            "label": batch["label"],
-            "features": features,
-            "colour": colours,
-            "reason": reasons,
-        }
-    )
+    return batch.drop(columns="content").assign(features=features, colour=colours, reason=reasons)
 
 
 def predict_in_batches(

@@ -69,18 +69,14 @@ def featurize_changes(
     images = labelled_images.join(to_embed, ["path", *SOURCE], "left_semi")
     embedded = _embed(images, to_embed.count(), featurize)
     identity = feature_model.identity(featurize["weights"], featurize["engine"])
-    rows = (
-        embedded.where(F.col("reason").isNull())
-        .join(to_embed, "path")
-        .select(
-            "path",
-            LABEL,
-            *SOURCE,
-            FEATURES,
-            COLOUR,
-            F.lit(identity["weights_sha256"]).cast("string").alias("weights_sha256"),
-            F.lit(identity["engine"]).alias("engine"),
-        )
+    rows = embedded.where(F.col("reason").isNull()).select(
+        "path",
+        LABEL,
+        *SOURCE,
+        FEATURES,
+        COLOUR,
+        F.lit(identity["weights_sha256"]).cast("string").alias("weights_sha256"),
+        F.lit(identity["engine"]).alias("engine"),
     )
     # A changed file that no longer decodes leaves the table with the gone ones.
     removed = (

@@ -13,7 +13,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import COMPONENTS, LABEL, stage
+from fruit_pipeline.columns import COMPONENTS, FEATURES, LABEL, stage
 from fruit_pipeline.feature_table import version_of
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca
 
@@ -23,7 +23,9 @@ logger = logging.getLogger(__name__)
 def fit_pca(image_features: DataFrame, reduce: dict[str, Any]) -> tuple[PipelineModel, dict]:
     """Fit the standardization and PCA once and keep the smallest k reaching the threshold."""
     threshold = reduce["variance_threshold"]
-    fit = fit_scaled_pca(as_vectors(image_features), threshold, reduce["max_components"])
+    # The PCA is of the embedding alone: the colour histogram is not read.
+    embeddings = as_vectors(image_features.select(FEATURES))
+    fit = fit_scaled_pca(embeddings, threshold, reduce["max_components"])
     explained = fit.explained_variance
     k = fit.components
     cumulative = np.cumsum(explained)
@@ -58,7 +60,7 @@ def project_features(image_features: DataFrame, pca_model: PipelineModel) -> pd.
     k = stage(pca_model, PCAModel).getK()
     components = vector_to_array(F.col(COMPONENTS))
     return (
-        pca_model.transform(as_vectors(image_features))
+        pca_model.transform(as_vectors(image_features.select("path", LABEL, FEATURES)))
         .select("path", LABEL, *[components[i].alias(f"pc_{i + 1}") for i in range(k)])
         .orderBy("path")
         .toPandas()
