@@ -1,11 +1,14 @@
 """Helpers shared by the tests: where the real data is, project copies and Kedro runs."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +37,18 @@ def new_project(root: Path) -> Path:
     # Kedro wants the source folder; the package itself is the installed one.
     (root / "src").mkdir()
     return root
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the project's sources and configuration, without data, builds or environments."""
+    shutil.copytree(
+        PROJECT_ROOT,
+        dest,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".keras", ".git", "data", "dist", "build", "*.egg-info", "__pycache__"
+        ),
+    )
+    return dest
 
 
 def run(project: Path, pipeline: str | None = None, **runtime_params) -> None:
@@ -142,7 +157,11 @@ def hadoop_aws_package() -> str:
     return f"org.apache.hadoop:hadoop-aws:{version}"
 
 
-def s3a_settings(endpoint: str, region: str) -> dict[str, str]:
+def s3a_settings(
+    endpoint: str,
+    region: str,
+    credentials_provider: str = "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+) -> dict[str, str]:
     """Spark settings that serve `s3://` with S3A against an S3 API server, as EMRFS does on EMR."""
     return {
         "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
@@ -150,17 +169,113 @@ def s3a_settings(endpoint: str, region: str) -> dict[str, str]:
         "spark.hadoop.fs.s3a.endpoint.region": region,
         "spark.hadoop.fs.s3a.path.style.access": "true",
         "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
-        "spark.hadoop.fs.s3a.aws.credentials.provider": (
-            "com.amazonaws.auth.EnvironmentVariableCredentialsProvider"
-        ),
+        "spark.hadoop.fs.s3a.aws.credentials.provider": credentials_provider,
     }
 
 
 def fetch_jvm_packages() -> None:
-    """Resolve the JVM packages the project and its tests use into Spark's Ivy cache (~/.ivy2)."""
+    """Resolve into Spark's Ivy cache (~/.ivy2) the JVM packages of the project (Delta Lake) and
+    of its tests (Hadoop's S3A; EMR's Delta Lake), and download EMR's Spark release."""
     from fruit_pipeline.config import config_loader  # noqa: PLC0415
-    from fruit_pipeline.spark_session import start_spark  # noqa: PLC0415
 
-    settings = dict(config_loader(PROJECT_ROOT)["spark"])
-    packages = f"{settings['spark.jars.packages']},{hadoop_aws_package()}"
-    start_spark({**settings, "spark.jars.packages": packages, "spark.master": "local[1]"}).stop()
+    project_packages = config_loader(PROJECT_ROOT)["spark"]["spark.jars.packages"]
+    # One JVM each: Ivy would keep only the newer of two Delta Lake versions asked together.
+    for packages in (project_packages, EMR_DELTA_PACKAGE):
+        resolve = (
+            "from pyspark.sql import SparkSession\n"
+            "SparkSession.builder.master('local[1]')"
+            f".config('spark.jars.packages', '{packages},{hadoop_aws_package()}')"
+            ".getOrCreate().stop()"
+        )
+        subprocess.run([sys.executable, "-c", resolve], check=True)
+    emr_spark_release()
+
+
+# What EMR 7.5.0 runs (its release notes): Spark 3.5.2 and Delta Lake 3.2.1.
+EMR_SPARK_VERSION = "3.5.2"
+EMR_DELTA_PACKAGE = "io.delta:delta-spark_2.12:3.2.1"
+# The AWS CLI of the bootstrap action (EMR's nodes have their own; this one comes from PyPI).
+AWS_CLI = "awscli==1.46.3"
+DOWNLOADS = Path.home() / ".cache" / "fruit_pipeline_tests"
+
+
+def emr_spark_release() -> Path:
+    """PyPI's pyspark source release of EMR's Spark version (its jars, scripts and Python)."""
+    archive = DOWNLOADS / f"pyspark-{EMR_SPARK_VERSION}.tar.gz"
+    if not archive.is_file():
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:"]
+            + ["--dest", str(DOWNLOADS), f"pyspark=={EMR_SPARK_VERSION}"],
+            check=True,
+        )
+    return archive
+
+
+def emr_spark_home(dest: Path) -> Path:
+    """A Spark home laid out as EMR's /usr/lib/spark (bin/, sbin/, jars/, python/, conf/), from
+    the Spark release EMR ships, not from the pyspark the project is developed with."""
+    with tarfile.open(emr_spark_release()) as archive:
+        archive.extractall(dest, filter="tar")
+    release = dest / f"pyspark-{EMR_SPARK_VERSION}"
+    home = dest / "spark"
+    (home / "python" / "lib").mkdir(parents=True)
+    (home / "conf").mkdir()
+    for folder in ("bin", "sbin", "jars"):
+        (home / folder).symlink_to(release / "deps" / folder)
+    (home / "python" / "pyspark").symlink_to(release / "pyspark")
+    py4j = next((release / "lib").glob("py4j-*-src.zip"))
+    shutil.copy(py4j, home / "python" / "lib" / py4j.name)
+    # Executors put these two archives on their Python workers' path, as on EMR.
+    shutil.make_archive(str(home / "python" / "lib" / "pyspark"), "zip", release, "pyspark")
+    return home
+
+
+def java_home() -> Path:
+    """The JDK of the `java` on the PATH."""
+    return Path(shutil.which("java")).resolve().parents[1]
+
+
+@contextmanager
+def standalone_spark(spark_home: Path, environment: dict[str, str], work: Path) -> Iterator[str]:
+    """A Spark standalone master and one worker (2 cores) on 127.0.0.1, each its own JVM; the
+    worker starts executors as further JVMs. Yields the master's URL."""
+    port, master_ui = free_port(), free_port()
+    url = f"spark://127.0.0.1:{port}"
+    spark_class = str(spark_home / "bin" / "spark-class")
+    work.mkdir(parents=True, exist_ok=True)
+    commands = {
+        "master": [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--webui-port", str(master_ui)],
+        "worker": [spark_class, "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1"]
+        + ["--cores", "2", "--memory", "4g", "--webui-port", str(free_port())]
+        + ["--work-dir", str(work / "executors"), url],
+    }
+    processes = []
+    try:
+        for name, command in commands.items():
+            with (work / f"{name}.log").open("w") as log:
+                processes.append(subprocess.Popen(command, env=environment, stdout=log, stderr=log))
+            if name == "master":
+                _wait_for(lambda: _alive_workers(master_ui) is not None, "the master")
+        _wait_for(lambda: _alive_workers(master_ui) == 1, "the worker")
+        yield url
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _alive_workers(ui_port: int) -> int | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as answer:
+            return json.load(answer)["aliveworkers"]
+    except OSError:
+        return None
+
+
+def _wait_for(condition, what: str, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start in {seconds:.0f} s")
+        time.sleep(0.5)

@@ -65,7 +65,6 @@ def project(s3, tmp_path_factory) -> tuple[Path, dict[str, str]]:
         "FRUIT_PIPELINE_BUCKET": BUCKET,
         "FRUIT_PIPELINE_PREFIX": PREFIX,
         "FRUIT_PIPELINE_SPARK_MASTER": "local[2]",
-        "FRUIT_PIPELINE_PYTHON": sys.executable,
         # EMR's own Delta Lake, and Hadoop's S3A connector in EMRFS' place.
         "FRUIT_PIPELINE_SPARK_PACKAGES": f"{packages},{hadoop_aws_package()}",
     }

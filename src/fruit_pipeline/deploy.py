@@ -1,21 +1,23 @@
 """`fruit-deploy` (or `python -m fruit_pipeline.deploy`): run the pipelines on AWS EMR, EU only.
 
 Sub-commands, in the order a user runs them from a laptop:
-  create-bucket   EU bucket with default encryption, Block Public Access and ACLs disabled
-  upload-images   a local folder of class folders to s3://<bucket>/<prefix>/images/, skipping
+  apply-stack     the account's resources (deploy/cloudformation/account.yaml): the bucket with
+                  its policies, the cluster's roles and instance profile, the operator's policy
+  upload-images   a local folder of class folders to the images location, in parallel, skipping
                   files already there with the same size
-  package         project wheel, configuration, pinned requirements, bootstrap script and the
-                  weights file to s3://<bucket>/<prefix>/deploy/
-  create-cluster  EMR cluster with the bootstrap action, logs in the bucket, idle auto-termination
+  package         project wheel, configuration, pinned requirements, a wheelhouse for the nodes,
+                  the bootstrap script and the weights file to the deploy location
+  create-cluster  EMR cluster with the bootstrap action, logs in the bucket, idle auto-termination;
+                  waits until it is ready, or says why it failed and where the bootstrap log is
   run             a step running `kedro run --env=emr` on the primary node; waits and reports
   status          the cluster's state and its latest steps
   fetch           the CSV outputs and reports to a local folder
-  terminate       the cluster
-  policies        the IAM policy documents of deploy/iam/, filled in for this bucket
+  terminate       the cluster, waiting until it is terminated
+  remove-stack    the account's resources (the bucket only when empty, or with --empty-bucket)
 
-Run it from the project folder (or pass --project). Settings: conf/emr/deploy.yml and the bucket
-and prefix of conf/emr/globals.yml. Credentials come from boto3's usual chain (environment,
-~/.aws, SSO); AWS_ENDPOINT_URL points it elsewhere.
+Run it from the project folder (or pass --project). Settings: conf/emr/globals.yml (where things
+live) and conf/emr/deploy.yml. Credentials come from boto3's usual chain (environment, ~/.aws,
+SSO); AWS_ENDPOINT_URL points it elsewhere.
 """
 
 import argparse
@@ -23,81 +25,63 @@ import logging
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from string import Template
 from typing import Any
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
-from botocore.exceptions import BotoCoreError, ClientError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from fruit_pipeline.config import config_loader
+from fruit_pipeline.deploy_settings import Settings, check_region, load_settings
+from fruit_pipeline.wheelhouse import WheelhouseError, build_wheelhouse
 
 logger = logging.getLogger("fruit_pipeline.deploy")
 
-APP_DIR = "/home/hadoop/fruit_pipeline"
 # Outputs worth bringing home: the tables and reports, not the 1280-d features.
 FETCHED_FOLDERS = ("05_model_input", "07_model_output", "08_reporting")
 FINAL_STEP_STATES = {"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"}
+STACK_TEMPLATE = Path("deploy") / "cloudformation" / "account.yaml"
+# AmazonEMRServicePolicy_v2 acts only on resources that carry this tag.
+EMR_MANAGED_POLICY_TAG = {"for-use-with-amazon-emr-managed-policies": "true"}
+# Many small files (images) go up in parallel, each in one request; large ones (wheels, weights)
+# in a few parts at once each.
+UPLOAD_WORKERS = 16
+SMALL_FILES = TransferConfig(use_threads=False)
+LARGE_FILES = TransferConfig(max_concurrency=4)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where and how to deploy: the bucket, the region and the cluster's shape."""
-
-    bucket: str
-    prefix: str
-    region: str
-    release_label: str
-    instance_type: str
-    core_instance_count: int
-    idle_timeout_seconds: int
-    service_role: str
-    instance_profile: str
-    key_name: str | None
-    subnet_id: str | None
-    tags: dict[str, str]
-
-    @property
-    def deploy_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/deploy"
-
-    @property
-    def log_uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}/logs/"
+class DeploymentFailed(RuntimeError):
+    """A cluster or a step ended in failure; the message says where its log is."""
 
 
-def load_settings(conf_source: Path) -> Settings:
-    """Read conf/emr: the bucket and prefix from globals.yml, the rest from deploy.yml."""
-    loader = config_loader(conf_source.parent, env="emr")
-    found = loader["globals"]
-    deploy = loader["deploy"]
-    return Settings(bucket=found["bucket"], prefix=found["prefix"], **deploy)
-
-
-# AWS regions in EU member states. Not eu-west-2 (London) nor eu-central-2 (Zurich): their
-# names start with eu- but the United Kingdom and Switzerland are not in the EU.
-EU_REGIONS = {
-    "eu-central-1": "Frankfurt",
-    "eu-north-1": "Stockholm",
-    "eu-south-1": "Milan",
-    "eu-south-2": "Spain",
-    "eu-west-1": "Ireland",
-    "eu-west-3": "Paris",
-}
-
-
-def check_region(region: str, allow_outside_eu: bool) -> None:
-    """Refuse regions outside the EU unless explicitly allowed (GDPR)."""
-    if region not in EU_REGIONS and not allow_outside_eu:
-        choices = ", ".join(f"{name} ({city})" for name, city in sorted(EU_REGIONS.items()))
-        raise ValueError(
-            f"region {region} is outside the EU: images and computation must stay in the EU "
-            f"(GDPR). Choose one of {choices} (default eu-west-3), or pass "
-            "--allow-outside-eu if you really mean it."
-        )
+def cluster_configurations(settings: Settings) -> list[dict[str, Any]]:
+    """The cluster's application configurations (RunJobFlow's Configurations)."""
+    return [
+        # The features table is a Delta Lake table: EMR's own Delta on every node.
+        {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}},
+        # spark-env.sh on every node: the project's Python for PySpark, and the project's JVM
+        # options added to whatever EMR sets (JDK_JAVA_OPTIONS is read by every java launch).
+        {
+            "Classification": "spark-env",
+            "Properties": {},
+            "Configurations": [
+                {
+                    "Classification": "export",
+                    "Properties": {
+                        "PYSPARK_PYTHON": settings.node_python,
+                        "PYSPARK_DRIVER_PYTHON": settings.node_python,
+                        "JDK_JAVA_OPTIONS": settings.jvm_options,
+                    },
+                }
+            ],
+        },
+    ]
 
 
 class Deployment:
@@ -106,155 +90,213 @@ class Deployment:
     def __init__(self, settings: Settings, session: boto3.session.Session | None = None) -> None:
         self.settings = settings
         session = session or boto3.session.Session(region_name=settings.region)
-        self.s3 = session.client("s3", region_name=settings.region)
+        self.s3 = session.client(
+            "s3",
+            region_name=settings.region,
+            config=Config(
+                max_pool_connections=UPLOAD_WORKERS * LARGE_FILES.max_request_concurrency
+            ),
+        )
         self.emr = session.client("emr", region_name=settings.region)
+        self.cloudformation = session.client("cloudformation", region_name=settings.region)
 
-    def create_bucket(self) -> None:
-        """Create the bucket in the region, encrypted, private, tagged; reuse it if it is ours."""
-        bucket = self.settings.bucket
-        # us-east-1, S3's default region, is the one that takes no location constraint.
-        location = (
-            {}
-            if self.settings.region == "us-east-1"
-            else {"CreateBucketConfiguration": {"LocationConstraint": self.settings.region}}
-        )
-        try:
-            self.s3.create_bucket(Bucket=bucket, ObjectOwnership="BucketOwnerEnforced", **location)
-            logger.info("created s3://%s in %s", bucket, self.settings.region)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
-                raise
-            logger.info("s3://%s exists and is yours: settings applied again", bucket)
-        self.s3.put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [
-                    {
-                        "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"},
-                        "BucketKeyEnabled": True,
-                    }
-                ]
-            },
-        )
-        self.s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
-        )
-        self.s3.put_bucket_ownership_controls(
-            Bucket=bucket,
-            OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-        )
-        self.s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": self._tag_set()})
+    def stack_parameters(self) -> dict[str, str]:
+        """The template's parameters, from conf/emr: the stack names no location of its own."""
+        settings = self.settings
+        return {
+            "BucketName": settings.bucket,
+            "ProjectPrefix": settings.prefix,
+            "DataPrefix": settings.key(settings.data_root),
+            "LogsPrefix": settings.key(settings.logs_root),
+            "ServiceRoleName": settings.service_role,
+            "InstanceProfileName": settings.instance_profile,
+        }
 
-    def upload_images(self, folder: Path) -> tuple[int, int]:
+    def apply_stack(self, template: Path) -> dict[str, str]:
+        """Create the account's stack, or update it; wait for it and return its outputs."""
+        name = self.settings.stack_name
+        arguments = {
+            "StackName": name,
+            "TemplateBody": template.read_text(),
+            "Parameters": [
+                {"ParameterKey": key, "ParameterValue": value}
+                for key, value in self.stack_parameters().items()
+            ],
+            # The template names its roles and instance profile (conf/emr/deploy.yml).
+            "Capabilities": ["CAPABILITY_NAMED_IAM"],
+            "Tags": self._tag_set(),
+        }
+        if self._stack_exists(name):
+            try:
+                self.cloudformation.update_stack(**arguments)
+            except ClientError as error:
+                if "No updates are to be performed" not in str(error):
+                    raise
+                logger.info("stack %s is up to date", name)
+            else:
+                self._wait("stack_update_complete", f"stack {name}", StackName=name)
+        else:
+            self.cloudformation.create_stack(**arguments, OnFailure="DELETE")
+            self._wait("stack_create_complete", f"stack {name}", StackName=name)
+        stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+        logger.info("stack %s: %s", name, outputs)
+        return outputs
+
+    def remove_stack(self, empty_bucket: bool) -> None:
+        """Delete the account's stack; the bucket goes with it only empty (or emptied here)."""
+        name = self.settings.stack_name
+        if not self._stack_exists(name):
+            raise ValueError(f"no stack {name} in {self.settings.region}")
+        keys = list(self._object_sizes(""))
+        if keys and not empty_bucket:
+            raise ValueError(
+                f"s3://{self.settings.bucket} holds {len(keys)} objects: download what you need "
+                "(fruit-deploy fetch), then pass --empty-bucket to delete them with the stack"
+            )
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            self.s3.delete_objects(Bucket=self.settings.bucket, Delete={"Objects": batch})
+        self.cloudformation.delete_stack(StackName=name)
+        self._wait("stack_delete_complete", f"stack {name}", StackName=name)
+        logger.info("stack %s deleted (%d objects deleted first)", name, len(keys))
+
+    def upload_images(self, folder: Path, workers: int = UPLOAD_WORKERS) -> tuple[int, int]:
         """Upload the image files under folder (class folders kept); skip same-size ones."""
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder")
-        prefix = f"{self.settings.prefix}/images/"
+        prefix = self.settings.key(self.settings.images_root) + "/"
         present = self._object_sizes(prefix)
-        uploaded = skipped = 0
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if path.suffix.lower() not in {".jpg", ".jpeg"}:
-                continue
+        images = sorted(
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg"}
+        )
+        missing = {}
+        for path in images:
             key = prefix + path.relative_to(folder).as_posix()
-            if present.get(key) == path.stat().st_size:
-                skipped += 1
-                continue
-            self.s3.upload_file(str(path), self.settings.bucket, key)
-            uploaded += 1
-        logger.info("images: %d uploaded, %d already there", uploaded, skipped)
-        return uploaded, skipped
+            if present.get(key) != path.stat().st_size:
+                missing[key] = path
+        started = time.monotonic()
+        self._upload(missing, SMALL_FILES, workers)
+        seconds = time.monotonic() - started
+        rate = len(missing) / seconds if missing else 0.0
+        logger.info(
+            "images: %d uploaded (%.0f files/s), %d already there",
+            len(missing),
+            rate,
+            len(images) - len(missing),
+        )
+        return len(missing), len(images) - len(missing)
 
     def package(self, project: Path, dist: Path, weights: Path | None) -> list[str]:
-        """Upload the wheel, conf archive, pinned versions, bootstrap script and weights."""
+        """Upload the wheel, conf, pinned versions, wheelhouse, bootstrap script and weights."""
         wheels = sorted(dist.glob("fruit_pipeline-*.whl"))
         archives = sorted(dist.glob("conf-fruit_pipeline.tar.gz"))
         if not wheels or not archives:
             raise ValueError(f"{dist} holds no wheel or conf archive: run `kedro package` first")
-        # pip wants the wheel's own file name; wheel.txt tells the bootstrap action which it is.
-        wheel_name = project / "dist" / "wheel.txt"
-        wheel_name.write_text(wheels[-1].name)
-        files = {
-            wheels[-1].name: wheels[-1],
-            "wheel.txt": wheel_name,
-            "conf-fruit_pipeline.tar.gz": archives[-1],
-            "constraints.txt": project / "constraints.txt",
-            # `kedro run` wants a project folder: this file and conf/ make the primary node's.
-            "pyproject.toml": project / "pyproject.toml",
-            "bootstrap.sh": project / "deploy" / "emr" / "bootstrap.sh",
-        }
-        if weights is not None:
-            files[f"models/{weights.name}"] = weights
-        keys = []
-        for name, path in files.items():
-            key = f"{self.settings.prefix}/deploy/{name}"
-            self.s3.upload_file(str(path), self.settings.bucket, key)
-            keys.append(key)
-        if weights is not None:
-            # conf/emr reads featurize.weights from the models/ folder of the prefix too.
-            key = f"{self.settings.prefix}/models/{weights.name}"
-            self.s3.upload_file(str(weights), self.settings.bucket, key)
-            keys.append(key)
-        logger.info("uploaded %s", ", ".join(keys))
-        return keys
+        deploy = self.settings.key(self.settings.deploy_root)
+        with tempfile.TemporaryDirectory() as scratch:
+            # pip wants the wheel's own file name; wheel.txt tells the bootstrap which it is.
+            wheel_name = Path(scratch) / "wheel.txt"
+            wheel_name.write_text(wheels[-1].name)
+            wheelhouse = build_wheelhouse(
+                wheels[-1], project / "constraints.txt", Path(scratch) / "wheelhouse"
+            )
+            files = {
+                wheels[-1].name: wheels[-1],
+                "wheel.txt": wheel_name,
+                "conf-fruit_pipeline.tar.gz": archives[-1],
+                "constraints.txt": project / "constraints.txt",
+                # `kedro run` wants a project folder: this file and conf/ make the primary node's.
+                "pyproject.toml": project / "pyproject.toml",
+                "bootstrap.sh": project / "deploy" / "emr" / "bootstrap.sh",
+                **{f"wheelhouse/{wheel.name}": wheel for wheel in wheelhouse},
+            }
+            uploads = {f"{deploy}/{name}": path for name, path in files.items()}
+            if weights is not None:
+                # The Keras cache of the nodes, and the models location featurize.weights reads.
+                uploads[f"{deploy}/models/{weights.name}"] = weights
+                uploads[f"{self.settings.key(self.settings.models_root)}/{weights.name}"] = weights
+            self._upload(uploads, LARGE_FILES)
+        logger.info(
+            "uploaded %d files (%d wheels) to s3://%s/%s/",
+            len(uploads),
+            len(wheelhouse),
+            self.settings.bucket,
+            deploy,
+        )
+        return sorted(uploads)
 
-    def create_cluster(self, name: str) -> str:
+    def create_cluster(self, name: str, wait: bool = True) -> str:
         """Start the cluster: 1 primary + N core nodes, the bootstrap action, logs, idle stop."""
+        settings = self.settings
         instances: dict[str, Any] = {
             "InstanceGroups": [
                 {
                     "Name": "primary",
                     "InstanceRole": "MASTER",
-                    "InstanceType": self.settings.instance_type,
+                    "InstanceType": settings.instance_type,
                     "InstanceCount": 1,
                 },
                 {
                     "Name": "core",
                     "InstanceRole": "CORE",
-                    "InstanceType": self.settings.instance_type,
-                    "InstanceCount": self.settings.core_instance_count,
+                    "InstanceType": settings.instance_type,
+                    "InstanceCount": settings.core_instance_count,
                 },
             ],
             "KeepJobFlowAliveWhenNoSteps": True,
             "TerminationProtected": False,
         }
-        if self.settings.key_name:
-            instances["Ec2KeyName"] = self.settings.key_name
-        if self.settings.subnet_id:
-            instances["Ec2SubnetId"] = self.settings.subnet_id
+        if settings.key_name:
+            instances["Ec2KeyName"] = settings.key_name
+        if settings.subnet_id:
+            instances["Ec2SubnetId"] = settings.subnet_id
         response = self.emr.run_job_flow(
             Name=name,
-            ReleaseLabel=self.settings.release_label,
-            LogUri=self.settings.log_uri,
+            ReleaseLabel=settings.release_label,
+            LogUri=f"{settings.logs_root}/",
             Applications=[{"Name": "Spark"}],
-            # The features table is a Delta Lake table: EMR's own Delta on every node.
-            Configurations=[
-                {"Classification": "delta-defaults", "Properties": {"delta.enabled": "true"}}
-            ],
+            Configurations=cluster_configurations(settings),
             Instances=instances,
             BootstrapActions=[
                 {
                     "Name": "fruit_pipeline",
                     "ScriptBootstrapAction": {
-                        "Path": f"{self.settings.deploy_uri}/bootstrap.sh",
-                        "Args": [self.settings.deploy_uri],
+                        "Path": f"{settings.deploy_root}/bootstrap.sh",
+                        "Args": [settings.deploy_root, settings.node_home],
                     },
                 }
             ],
-            AutoTerminationPolicy={"IdleTimeout": self.settings.idle_timeout_seconds},
-            ServiceRole=self.settings.service_role,
-            JobFlowRole=self.settings.instance_profile,
+            AutoTerminationPolicy={"IdleTimeout": settings.idle_timeout_seconds},
+            ServiceRole=settings.service_role,
+            JobFlowRole=settings.instance_profile,
             VisibleToAllUsers=True,
-            Tags=self._tag_set(),
+            Tags=self._tag_set(EMR_MANAGED_POLICY_TAG),
         )
         cluster_id = response["JobFlowId"]
         logger.info("cluster %s starting (bootstrap takes a few minutes)", cluster_id)
+        if wait:
+            self.wait_for_cluster(cluster_id)
         return cluster_id
+
+    def wait_for_cluster(self, cluster_id: str) -> None:
+        """Wait until the cluster takes steps; if it fails, say why and where its logs are."""
+        try:
+            self.emr.get_waiter("cluster_running").wait(
+                ClusterId=cluster_id, WaiterConfig={"Delay": 30, "MaxAttempts": 120}
+            )
+        except WaiterError:
+            status = self.emr.describe_cluster(ClusterId=cluster_id)["Cluster"]["Status"]
+            reason = status.get("StateChangeReason", {})
+            raise DeploymentFailed(
+                f"cluster {cluster_id} is {status['State']}: {reason.get('Code', '')} "
+                f"{reason.get('Message', '')}. Bootstrap logs: "
+                f"{self.bootstrap_logs(cluster_id)}<instance id>/bootstrap-actions/1/stderr.gz"
+            ) from None
+        logger.info("cluster %s is ready", cluster_id)
+
+    def bootstrap_logs(self, cluster_id: str) -> str:
+        return f"{self.settings.logs_root}/{cluster_id}/node/"
 
     def run(
         self,
@@ -280,7 +322,10 @@ class Deployment:
         logger.info("step %s added: %s", step_id, command[-1])
         if wait:
             state = self.wait_for_step(cluster_id, step_id, poll_seconds)
-            logger.info("step %s %s; logs: %s", step_id, state, self.step_logs(cluster_id, step_id))
+            logs = self.step_logs(cluster_id, step_id)
+            if state != "COMPLETED":
+                raise DeploymentFailed(f"step {step_id} {state}; its logs: {logs}stderr.gz")
+            logger.info("step %s %s; logs: %s", step_id, state, logs)
         return step_id
 
     def wait_for_step(self, cluster_id: str, step_id: str, poll_seconds: float) -> str:
@@ -296,7 +341,7 @@ class Deployment:
         return state
 
     def step_logs(self, cluster_id: str, step_id: str) -> str:
-        return f"{self.settings.log_uri}{cluster_id}/steps/{step_id}/"
+        return f"{self.settings.logs_root}/{cluster_id}/steps/{step_id}/"
 
     def status(self, cluster_id: str) -> dict[str, Any]:
         """The cluster's state, primary node and latest steps."""
@@ -313,20 +358,55 @@ class Deployment:
 
     def fetch(self, dest: Path) -> list[Path]:
         """Download the tables and reports of the last run into dest, keeping their folders."""
+        data = self.settings.key(self.settings.data_root)
         written = []
         for folder in FETCHED_FOLDERS:
-            prefix = f"{self.settings.prefix}/data/{folder}/"
-            for key in self._object_sizes(prefix):
-                target = dest / key.removeprefix(f"{self.settings.prefix}/data/")
+            for key in self._object_sizes(f"{data}/{folder}/"):
+                target = dest / key.removeprefix(f"{data}/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.s3.download_file(self.settings.bucket, key, str(target))
                 written.append(target)
         logger.info("fetched %d files into %s", len(written), dest)
         return written
 
-    def terminate(self, cluster_id: str) -> None:
+    def terminate(self, cluster_id: str, wait: bool = True) -> None:
+        """Terminate the cluster and, unless told not to, wait until it is (the bill stops)."""
         self.emr.terminate_job_flows(JobFlowIds=[cluster_id])
         logger.info("cluster %s terminating", cluster_id)
+        if wait:
+            self._wait("cluster_terminated", f"cluster {cluster_id}", ClusterId=cluster_id)
+            logger.info("cluster %s terminated", cluster_id)
+
+    def _upload(
+        self, files: dict[str, Path], config: TransferConfig, workers: int = UPLOAD_WORKERS
+    ) -> None:
+        """Upload {key: path} with several requests in flight; the first failure is raised."""
+
+        def upload(item: tuple[str, Path]) -> None:
+            key, path = item
+            self.s3.upload_file(str(path), self.settings.bucket, key, Config=config)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(upload, files.items()):
+                pass
+
+    def _wait(self, waiter: str, what: str, **arguments: str) -> None:
+        try:
+            client = self.cloudformation if waiter.startswith("stack_") else self.emr
+            client.get_waiter(waiter).wait(
+                **arguments, WaiterConfig={"Delay": 10, "MaxAttempts": 360}
+            )
+        except WaiterError as error:
+            raise DeploymentFailed(f"{what}: {error}") from None
+
+    def _stack_exists(self, name: str) -> bool:
+        try:
+            stacks = self.cloudformation.describe_stacks(StackName=name)["Stacks"]
+        except ClientError as error:
+            if "does not exist" in str(error):
+                return False
+            raise
+        return any(stack["StackStatus"] != "DELETE_COMPLETE" for stack in stacks)
 
     def _object_sizes(self, prefix: str) -> dict[str, int]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(
@@ -334,8 +414,9 @@ class Deployment:
         )
         return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
-    def _tag_set(self) -> list[dict[str, str]]:
-        return [{"Key": key, "Value": str(value)} for key, value in self.settings.tags.items()]
+    def _tag_set(self, extra: dict[str, str] | None = None) -> list[dict[str, str]]:
+        tags = {**self.settings.tags, **(extra or {})}
+        return [{"Key": key, "Value": str(value)} for key, value in tags.items()]
 
 
 def step_command(settings: Settings, pipeline: str | None, params: str | None) -> list[str]:
@@ -352,7 +433,7 @@ def step_command(settings: Settings, pipeline: str | None, params: str | None) -
     if params:
         kedro += ["--params", params]
     # spark_env.sh, written by the bootstrap action, puts EMR's own pyspark on the path.
-    script = f"cd {APP_DIR} && . ./spark_env.sh && {shlex.join(kedro)}"
+    script = f"cd {shlex.quote(settings.node_home)} && . ./spark_env.sh && {shlex.join(kedro)}"
     return ["bash", "-c", script]
 
 
@@ -362,20 +443,6 @@ def build_package(project: Path) -> Path:
     return project / "dist"
 
 
-def render_policies(project: Path, settings: Settings, account_id: str) -> dict[str, str]:
-    """The IAM policy documents of deploy/iam/ with this bucket, prefix, region and account."""
-    values = {
-        "bucket": settings.bucket,
-        "prefix": settings.prefix,
-        "region": settings.region,
-        "account_id": account_id,
-    }
-    return {
-        path.name: Template(path.read_text()).substitute(values)
-        for path in sorted((project / "deploy" / "iam").glob("*.json"))
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one sub-command."""
     parser = argparse.ArgumentParser(prog="fruit-deploy", description=__doc__.splitlines()[0])
@@ -383,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", help="overrides conf/emr/deploy.yml")
     parser.add_argument("--allow-outside-eu", action="store_true")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("create-bucket")
+    commands.add_parser("apply-stack")
+    remove = commands.add_parser("remove-stack")
+    remove.add_argument("--empty-bucket", action="store_true", help="delete every object first")
     upload = commands.add_parser("upload-images")
     upload.add_argument("folder", type=Path)
     package = commands.add_parser("package")
@@ -391,19 +460,19 @@ def main(argv: list[str] | None = None) -> int:
     package.add_argument("--weights", type=Path, help="the MobileNetV2 .h5 file to stage")
     create = commands.add_parser("create-cluster")
     create.add_argument("--name", default="fruit_pipeline")
+    create.add_argument("--no-wait", dest="wait", action="store_false")
     run = commands.add_parser("run")
     run.add_argument("cluster_id")
     run.add_argument("--pipeline")
     run.add_argument("--params")
     run.add_argument("--no-wait", dest="wait", action="store_false")
     run.add_argument("--poll-seconds", type=float, default=30)
-    for name in ("status", "terminate"):
-        commands.add_parser(name).add_argument("cluster_id")
+    commands.add_parser("status").add_argument("cluster_id")
+    terminate = commands.add_parser("terminate")
+    terminate.add_argument("cluster_id")
+    terminate.add_argument("--no-wait", dest="wait", action="store_false")
     fetch = commands.add_parser("fetch")
     fetch.add_argument("--dest", type=Path, default=Path("results"))
-    policies = commands.add_parser("policies")
-    policies.add_argument("--account-id", required=True)
-    policies.add_argument("--dest", type=Path, default=Path("build/iam"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -413,22 +482,31 @@ def main(argv: list[str] | None = None) -> int:
             settings = replace(settings, region=args.region)
         check_region(settings.region, args.allow_outside_eu)
         _dispatch(Deployment(settings), args)
-    except (ValueError, ClientError, BotoCoreError, S3UploadFailedError) as error:
+    except (
+        ValueError,
+        DeploymentFailed,
+        WheelhouseError,
+        ClientError,
+        BotoCoreError,
+        S3UploadFailedError,
+    ) as error:
         logger.error("fruit-deploy %s: %s", args.command, error)
         return 1
     return 0
 
 
 def _dispatch(deployment: Deployment, args: argparse.Namespace) -> None:
-    if args.command == "create-bucket":
-        deployment.create_bucket()
+    if args.command == "apply-stack":
+        deployment.apply_stack(args.project / STACK_TEMPLATE)
+    elif args.command == "remove-stack":
+        deployment.remove_stack(args.empty_bucket)
     elif args.command == "upload-images":
         deployment.upload_images(args.folder)
     elif args.command == "package":
         dist = args.dist or build_package(args.project)
         deployment.package(args.project, dist, args.weights)
     elif args.command == "create-cluster":
-        print(deployment.create_cluster(args.name))  # noqa: T201
+        print(deployment.create_cluster(args.name, args.wait))  # noqa: T201
     elif args.command == "run":
         step_id = deployment.run(
             args.cluster_id, args.pipeline, args.params, args.wait, args.poll_seconds
@@ -439,13 +517,7 @@ def _dispatch(deployment: Deployment, args: argparse.Namespace) -> None:
     elif args.command == "fetch":
         deployment.fetch(args.dest)
     elif args.command == "terminate":
-        deployment.terminate(args.cluster_id)
-    elif args.command == "policies":
-        args.dest.mkdir(parents=True, exist_ok=True)
-        documents = render_policies(args.project, deployment.settings, args.account_id)
-        for name, document in documents.items():
-            (args.dest / name).write_text(document)
-        logger.info("wrote %s into %s", ", ".join(documents), args.dest)
+        deployment.terminate(args.cluster_id, args.wait)
 
 
 if __name__ == "__main__":

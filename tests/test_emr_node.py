@@ -1,0 +1,281 @@
+"""The EMR path as the cluster runs it, on this machine: `fruit-deploy` creates the account's stack,
+uploads the images and the package (with its wheelhouse) to an S3 API server (moto on 127.0.0.1),
+and asks for a cluster and a step. Then a node plays them: the bootstrap action the cluster
+request names, with its arguments, installs from the bucket with no package index; the step's own
+command runs under `env -i` (PATH, HOME, JAVA_HOME: what a node has) against a Spark standalone
+master and worker (separate JVMs, as YARN's executors are), with the Spark and Delta Lake
+releases of EMR 7.5.0, Spark reaching the bucket through S3A on `s3://`."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import NamedTuple
+
+import boto3
+import pandas as pd
+import pytest
+
+from fruit_pipeline.deploy import Deployment, build_package, main
+from fruit_pipeline.deploy_settings import load_settings
+from tests.helpers import (
+    AWS_CLI,
+    EMR_DELTA_PACKAGE,
+    PROJECT_ROOT,
+    TEST1,
+    WEIGHTS_FILE,
+    copy_project,
+    emr_spark_home,
+    hadoop_aws_package,
+    java_home,
+    moto_server,
+    s3a_settings,
+    standalone_spark,
+)
+
+pytestmark = pytest.mark.slow
+
+
+class StepRun(NamedTuple):
+    deployment: Deployment
+    events: list[dict]
+    driver_log: str
+    executor_logs: list[str]
+
+
+REGION = "eu-west-3"
+BUCKET = "fruit-pipeline-node-test"
+# The node's marker in EMR's own Java options, which the project's settings must not replace.
+NODE_JAVA_OPTIONS = "-Dfruit.node.defaults=kept -XX:OnOutOfMemoryError='kill -9 %p'"
+
+
+def node_variables(node: Path) -> dict[str, str]:
+    """What a node's environment has: PATH, HOME and JAVA_HOME."""
+    return {
+        "PATH": f"{node / 'bin'}:/usr/bin:/bin",
+        "HOME": str(node / "home"),
+        "JAVA_HOME": str(java_home()),
+    }
+
+
+def node_environment(node: Path, **extra: str) -> list[str]:
+    """`env -i` with only the node's variables (and what a test adds)."""
+    variables = {**node_variables(node), **extra}
+    return ["env", "-i", *(f"{name}={value}" for name, value in variables.items())]
+
+
+@pytest.fixture(scope="module")
+def operator(tmp_path_factory):
+    """What the operator does from a laptop, against the S3, EMR and CloudFormation APIs."""
+    if not TEST1.is_dir():
+        pytest.skip(f"needs the Fruits-360 images at {TEST1}")
+    scratch = tmp_path_factory.mktemp("operator")
+    with moto_server(REGION) as aws:
+        os.environ["FRUIT_PIPELINE_BUCKET"] = BUCKET
+        try:
+            project = copy_project(scratch / "project")
+            dist = build_package(project)
+            arguments = ["--project", str(project)]
+            assert main([*arguments, "apply-stack"]) == 0
+            assert main([*arguments, "upload-images", str(TEST1)]) == 0
+            assert (
+                main([*arguments, "package", "--dist", str(dist), "--weights", str(WEIGHTS_FILE)])
+                == 0
+            )
+            deployment = Deployment(load_settings(project / "conf"))
+            cluster_id = deployment.create_cluster("node-test", wait=False)
+            deployment.run(cluster_id, None, None, wait=False)
+            yield deployment, cluster_id, aws
+        finally:
+            del os.environ["FRUIT_PIPELINE_BUCKET"]
+
+
+@pytest.fixture(scope="module")
+def node(operator, tmp_path_factory):
+    """A primary node: EMR's Spark home and configuration (from the cluster's request), the
+    instance profile's credentials, the AWS CLI; then the bootstrap action, run as EMR runs it."""
+    deployment, cluster_id, aws = operator
+    emr = boto3.client("emr")
+    root = tmp_path_factory.mktemp("node")
+    (root / "bin").mkdir()
+    (root / "home" / ".aws").mkdir(parents=True)
+    # The instance profile's credentials and the S3 API's address, for the AWS CLI and boto3.
+    (root / "home" / ".aws" / "config").write_text(
+        f"[default]\nregion = {REGION}\nendpoint_url = {aws['AWS_ENDPOINT_URL']}\n"
+    )
+    (root / "home" / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+    )
+    subprocess.run(["python3.11", "-m", "venv", str(root / "aws-cli")], check=True)
+    subprocess.run([str(root / "aws-cli" / "bin" / "pip"), "install", "-q", AWS_CLI], check=True)
+    (root / "bin" / "aws").symlink_to(root / "aws-cli" / "bin" / "aws")
+    (root / "instance.json").write_text('{"isMaster": true}')
+
+    spark_home = emr_spark_home(root)
+    cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
+    exports = next(
+        inner["Properties"]
+        for outer in cluster["Configurations"]
+        if outer["Classification"] == "spark-env"
+        for inner in outer["Configurations"]
+        if inner["Classification"] == "export"
+    )
+    action = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"][0]
+    script = root / "bootstrap.sh"
+    boto3.client("s3").download_file(
+        BUCKET, action["ScriptPath"].removeprefix(f"s3://{BUCKET}/"), str(script)
+    )
+    node_home = Path(action["Args"][1])
+    # The node's home for the project is /opt/fruit_pipeline on EMR; here, a folder of the test.
+    assert node_home == Path(deployment.settings.node_home) == Path("/opt/fruit_pipeline")
+    local_home = root / node_home.relative_to("/")
+    # What EMR writes from the spark-env classification, the node's home moved with the test's.
+    (spark_home / "conf" / "spark-env.sh").write_text(
+        "".join(
+            f"export {name}={value.replace(str(node_home), str(local_home))}\n"
+            for name, value in exports.items()
+        )
+    )
+    command = node_environment(
+        root,
+        FRUIT_PIPELINE_SPARK_HOME=str(spark_home),
+        FRUIT_PIPELINE_INSTANCE_INFO=str(root / "instance.json"),
+    ) + ["bash", str(script), action["Args"][0], str(local_home)]
+    bootstrap = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert bootstrap.returncode == 0, bootstrap.stdout[-3000:] + bootstrap.stderr[-3000:]
+    return root, spark_home, local_home, command, bootstrap.stdout
+
+
+def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
+    _, _, home, command, log = node
+    assert "done" in log.splitlines()[-1]
+    python = home / "venv" / "bin" / "python"
+    versions = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.metadata as m, fruit_pipeline, onnxruntime, numpy; "
+            "print(numpy.__version__, m.version('delta-spark'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert versions.stdout.split() == ["2.4.6", "3.3.2"]
+    # EMR's own pyspark serves: none in the virtual environment.
+    assert not list((home / "venv" / "lib").glob("python3.11/site-packages/pyspark"))
+    assert (home / "keras" / "models" / WEIGHTS_FILE.name).is_file()
+    assert (home / "conf" / "emr" / "spark.yml").is_file()
+    # Everyone may read and run it: YARN's containers run as another user.
+    assert python.resolve().stat().st_mode & 0o005 == 0o005
+    assert (home / "venv").stat().st_mode & 0o005 == 0o005
+    # A second run (a node rebooted, an action retried) changes nothing and succeeds.
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def step_run(operator, node, tmp_path_factory):
+    """The step's command, exactly as the cluster holds it, on a standalone Spark cluster."""
+    deployment, cluster_id, aws = operator
+    root, spark_home, home, _, _ = node
+    work = tmp_path_factory.mktemp("standalone")
+    events = work / "events"
+    events.mkdir()
+    defaults = {
+        # EMR's spark-defaults.conf: its master, Java options, event log and Delta Lake.
+        "spark.driver.extraJavaOptions": NODE_JAVA_OPTIONS,
+        "spark.executor.extraJavaOptions": NODE_JAVA_OPTIONS,
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": f"file://{events}",
+        "spark.jars.packages": f"{EMR_DELTA_PACKAGE},{hadoop_aws_package()}",
+        "spark.jars.ivy": str(Path.home() / ".ivy2"),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # EMRFS's place: S3A, with the credentials the instance profile stands for.
+        **s3a_settings(
+            aws["AWS_ENDPOINT_URL"],
+            REGION,
+            credentials_provider="org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        ),
+        "spark.hadoop.fs.s3a.access.key": aws["AWS_ACCESS_KEY_ID"],
+        "spark.hadoop.fs.s3a.secret.key": aws["AWS_SECRET_ACCESS_KEY"],
+    }
+    daemons = {**node_variables(root), "SPARK_HOME": str(spark_home)}
+    with standalone_spark(spark_home, daemons, work) as master:
+        defaults["spark.master"] = master
+        (spark_home / "conf" / "spark-defaults.conf").write_text(
+            "".join(f"{key} {value}\n" for key, value in defaults.items())
+        )
+        steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"]
+        command = steps[0]["Config"]["Args"]
+        assert command[:2] == ["bash", "-c"]
+        script = command[2].replace(deployment.settings.node_home, str(home))
+        result = subprocess.run(
+            node_environment(root) + ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    (event_log,) = events.iterdir()
+    # What the JVMs wrote to their standard error: the driver's is the step's.
+    executor_logs = [log.read_text() for log in (work / "executors").glob("app-*/*/stderr")]
+    return StepRun(
+        deployment,
+        [json.loads(line) for line in event_log.read_text().splitlines()],
+        result.stderr,
+        executor_logs,
+    )
+
+
+def test_the_step_runs_featurize_and_reduce_into_the_bucket(step_run, tmp_path):
+    deployment = step_run.deployment
+    written = deployment.fetch(tmp_path)
+    assert {path.name for path in written} >= {
+        "pca_features.csv",
+        "featurize_summary.json",
+        "variance_report.json",
+    }
+    summary = json.loads((tmp_path / "08_reporting" / "featurize_summary.json").read_text())
+    assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == 20
+    assert summary["feature_model"]["weights"].startswith(f"s3://{BUCKET}/fruit_pipeline/models/")
+    projected = pd.read_csv(tmp_path / "05_model_input" / "pca_features.csv")
+    assert len(projected) == 20
+    assert projected["path"].str.startswith(f"s3://{BUCKET}/fruit_pipeline/images/").all()
+
+
+def test_the_work_ran_in_executor_jvms_of_emrs_spark_release(step_run):
+    events = step_run.events
+    (started,) = [event for event in events if event["Event"] == "SparkListenerLogStart"]
+    assert started["Spark Version"] == "3.5.2"
+    executors = {
+        event["Executor ID"] for event in events if event["Event"] == "SparkListenerExecutorAdded"
+    }
+    assert executors and "driver" not in executors
+    ran_on = {
+        event["Task Info"]["Executor ID"]
+        for event in events
+        if event["Event"] == "SparkListenerTaskEnd"
+    }
+    assert ran_on and ran_on <= executors
+
+
+def test_the_node_java_options_are_kept_and_the_projects_added(step_run):
+    events = step_run.events
+    (environment,) = [e for e in events if e["Event"] == "SparkListenerEnvironmentUpdate"]
+    properties = environment["Spark Properties"]
+    jvm_options = load_settings(PROJECT_ROOT / "conf").jvm_options
+    for role in ("driver", "executor"):
+        # Spark itself puts its --add-opens first.
+        java_options = properties[f"spark.{role}.extraJavaOptions"]
+        assert java_options.endswith(NODE_JAVA_OPTIONS)
+        assert jvm_options not in java_options
+    assert properties["spark.executorEnv.JDK_JAVA_OPTIONS"] == jvm_options
+    # The java launcher says so when JDK_JAVA_OPTIONS adds options: the driver's took them from
+    # the cluster's spark-env.sh, the executors' from their environment.
+    picked_up = f"Picked up JDK_JAVA_OPTIONS: {jvm_options}"
+    assert picked_up in step_run.driver_log
+    assert step_run.executor_logs
+    assert all(picked_up in log for log in step_run.executor_logs)
