@@ -22,6 +22,7 @@ from tests.helpers import (
     AWS_CLI,
     EMR_DELTA_PACKAGE,
     PROJECT_ROOT,
+    SAMPLE,
     TEST1,
     WEIGHTS_FILE,
     copy_project,
@@ -38,13 +39,14 @@ pytestmark = pytest.mark.slow
 
 class StepRun(NamedTuple):
     deployment: Deployment
-    events: list[dict]
-    driver_log: str
+    applications: list[list[dict]]  # the event log of each step's Spark application
+    driver_logs: list[str]
     executor_logs: list[str]
 
 
 REGION = "eu-west-3"
 BUCKET = "fruit-pipeline-node-test"
+SAMPLE_SIZE = 463  # the labelled sample split: 328 Training and 135 Test images
 # The node's marker in EMR's own Java options, which the project's settings must not replace.
 NODE_JAVA_OPTIONS = "-Dfruit.node.defaults=kept -XX:OnOutOfMemoryError='kill -9 %p'"
 
@@ -67,8 +69,8 @@ def node_environment(node: Path, **extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def operator(tmp_path_factory):
     """What the operator does from a laptop, against the S3, EMR and CloudFormation APIs."""
-    if not TEST1.is_dir():
-        pytest.skip(f"needs the Fruits-360 images at {TEST1}")
+    if not (TEST1.is_dir() and SAMPLE.is_dir()):
+        pytest.skip(f"needs the Fruits-360 images at {TEST1} and {SAMPLE}")
     scratch = tmp_path_factory.mktemp("operator")
     with moto_server(REGION) as aws:
         os.environ["FRUIT_PIPELINE_BUCKET"] = BUCKET
@@ -77,14 +79,16 @@ def operator(tmp_path_factory):
             dist = build_package(project)
             arguments = ["--project", str(project)]
             assert main([*arguments, "apply-stack"]) == 0
-            assert main([*arguments, "upload-images", str(TEST1)]) == 0
+            assert main([*arguments, "upload-images", str(SAMPLE)]) == 0
+            assert main([*arguments, "upload-images", "--new", str(TEST1)]) == 0
             assert (
                 main([*arguments, "package", "--dist", str(dist), "--weights", str(WEIGHTS_FILE)])
                 == 0
             )
             deployment = Deployment(load_settings(project / "conf"))
             cluster_id = deployment.create_cluster("node-test", wait=False)
-            deployment.run(cluster_id, None, None, wait=False)
+            for pipeline in (None, "train", "predict"):
+                deployment.run(cluster_id, pipeline, None, wait=False)
             yield deployment, cluster_id, aws
         finally:
             del os.environ["FRUIT_PIPELINE_BUCKET"]
@@ -207,75 +211,90 @@ def step_run(operator, node, tmp_path_factory):
         (spark_home / "conf" / "spark-defaults.conf").write_text(
             "".join(f"{key} {value}\n" for key, value in defaults.items())
         )
-        steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"]
-        command = steps[0]["Config"]["Args"]
-        assert command[:2] == ["bash", "-c"]
-        script = command[2].replace(deployment.settings.node_home, str(home))
-        result = subprocess.run(
-            node_environment(root) + ["bash", "-c", script],
-            capture_output=True,
-            text=True,
-            timeout=1500,
-            check=False,
-        )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    (event_log,) = events.iterdir()
+        # The steps as the cluster holds them (newest first), run in the order they were added.
+        steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"][::-1]
+        driver_logs = []
+        for step in steps:
+            command = step["Config"]["Args"]
+            assert command[:2] == ["bash", "-c"]
+            script = command[2].replace(deployment.settings.node_home, str(home))
+            result = subprocess.run(
+                node_environment(root) + ["bash", "-c", script],
+                capture_output=True,
+                text=True,
+                timeout=1500,
+                check=False,
+            )
+            assert result.returncode == 0, (
+                step["Name"] + result.stdout[-5000:] + result.stderr[-5000:]
+            )
+            driver_logs.append(result.stderr)
+    applications = [
+        [json.loads(line) for line in log.read_text().splitlines()] for log in events.iterdir()
+    ]
+    assert len(applications) == len(steps) == 3
     # What the JVMs wrote to their standard error: the driver's is the step's.
     executor_logs = [log.read_text() for log in (work / "executors").glob("app-*/*/stderr")]
-    return StepRun(
-        deployment,
-        [json.loads(line) for line in event_log.read_text().splitlines()],
-        result.stderr,
-        executor_logs,
-    )
+    return StepRun(deployment, applications, driver_logs, executor_logs)
 
 
-def test_the_step_runs_featurize_and_reduce_into_the_bucket(step_run, tmp_path):
+def test_the_steps_featurize_reduce_train_and_predict_into_the_bucket(step_run, tmp_path):
     deployment = step_run.deployment
     written = deployment.fetch(tmp_path)
     assert {path.name for path in written} >= {
         "pca_features.csv",
         "featurize_summary.json",
         "variance_report.json",
+        "classification_metrics.json",
+        "predictions.csv",
     }
     summary = json.loads((tmp_path / "08_reporting" / "featurize_summary.json").read_text())
-    assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == 20
+    assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == SAMPLE_SIZE
     assert summary["feature_model"]["weights"].startswith(f"s3://{BUCKET}/fruit_pipeline/models/")
     projected = pd.read_csv(tmp_path / "05_model_input" / "pca_features.csv")
-    assert len(projected) == 20
+    assert len(projected) == SAMPLE_SIZE
     assert projected["path"].str.startswith(f"s3://{BUCKET}/fruit_pipeline/images/").all()
+    metrics = json.loads((tmp_path / "08_reporting" / "classification_metrics.json").read_text())
+    assert (metrics["train_images"], metrics["test_images"]) == (328, 135)
+    assert metrics["accuracy"] >= 0.98
+    predictions = pd.read_csv(tmp_path / "07_model_output" / "predictions.csv")
+    assert len(predictions) == 20
+    expected = predictions["path"].str.extract(r"/new_images/([^/]+)/")[0]
+    assert (predictions["predicted_label"] == expected).mean() >= 0.9
 
 
 def test_the_work_ran_in_executor_jvms_of_emrs_spark_release(step_run):
-    events = step_run.events
-    (started,) = [event for event in events if event["Event"] == "SparkListenerLogStart"]
-    assert started["Spark Version"] == "3.5.2"
-    executors = {
-        event["Executor ID"] for event in events if event["Event"] == "SparkListenerExecutorAdded"
-    }
-    assert executors and "driver" not in executors
-    ran_on = {
-        event["Task Info"]["Executor ID"]
-        for event in events
-        if event["Event"] == "SparkListenerTaskEnd"
-    }
-    assert ran_on and ran_on <= executors
+    for events in step_run.applications:
+        (started,) = [event for event in events if event["Event"] == "SparkListenerLogStart"]
+        assert started["Spark Version"] == "3.5.2"
+        executors = {
+            event["Executor ID"]
+            for event in events
+            if event["Event"] == "SparkListenerExecutorAdded"
+        }
+        assert executors and "driver" not in executors
+        ran_on = {
+            event["Task Info"]["Executor ID"]
+            for event in events
+            if event["Event"] == "SparkListenerTaskEnd"
+        }
+        assert ran_on and ran_on <= executors
 
 
 def test_the_node_java_options_are_kept_and_the_projects_added(step_run):
-    events = step_run.events
-    (environment,) = [e for e in events if e["Event"] == "SparkListenerEnvironmentUpdate"]
-    properties = environment["Spark Properties"]
     jvm_options = load_settings(PROJECT_ROOT / "conf").jvm_options
-    for role in ("driver", "executor"):
-        # Spark itself puts its --add-opens first.
-        java_options = properties[f"spark.{role}.extraJavaOptions"]
-        assert java_options.endswith(NODE_JAVA_OPTIONS)
-        assert jvm_options not in java_options
-    assert properties["spark.executorEnv.JDK_JAVA_OPTIONS"] == jvm_options
-    # The java launcher says so when JDK_JAVA_OPTIONS adds options: the driver's took them from
-    # the cluster's spark-env.sh, the executors' from their environment.
+    for events in step_run.applications:
+        (environment,) = [e for e in events if e["Event"] == "SparkListenerEnvironmentUpdate"]
+        properties = environment["Spark Properties"]
+        for role in ("driver", "executor"):
+            # Spark itself puts its --add-opens first.
+            java_options = properties[f"spark.{role}.extraJavaOptions"]
+            assert java_options.endswith(NODE_JAVA_OPTIONS)
+            assert jvm_options not in java_options
+        assert properties["spark.executorEnv.JDK_JAVA_OPTIONS"] == jvm_options
+    # The java launcher says so when JDK_JAVA_OPTIONS adds options: the drivers took them from
+    # the cluster's spark-env.sh, the executors from their environment.
     picked_up = f"Picked up JDK_JAVA_OPTIONS: {jvm_options}"
-    assert picked_up in step_run.driver_log
-    assert step_run.executor_logs
+    assert all(picked_up in log for log in step_run.driver_logs)
+    assert len(step_run.executor_logs) >= 3
     assert all(picked_up in log for log in step_run.executor_logs)

@@ -1,6 +1,7 @@
 """The features table grows with the images: only new and changed files are embedded, one commit
 a run, each listed file once; other weights are refused; earlier versions stay readable."""
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fruit_pipeline import embedding, feature_table, features_history
+from fruit_pipeline import embedding, feature_model, feature_table, features_history
 from fruit_pipeline.config import config_loader
 from tests.helpers import (
     FEATURES_TABLE,
@@ -202,6 +203,24 @@ def test_fruit_features_prints_the_history_latest_first(grown, capsys):
     assert versions == sorted(versions, reverse=True)
     assert "MERGE" in lines[-2]
     assert "WRITE" in lines[-1]
+
+
+def test_the_weights_checksum_is_read_once_per_version_of_the_file(tmp_path, monkeypatch):
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(b"first")
+    reads = []
+    read = feature_model._sha256
+    monkeypatch.setattr(feature_model, "_sha256", lambda path: reads.append(path) or read(path))
+    for _ in range(3):
+        assert feature_model.weights_sha256(str(weights)) == hashlib.sha256(b"first").hexdigest()
+    assert len(reads) == 1
+    weights.write_bytes(b"second version")
+    assert feature_model.identity(str(weights), "onnxruntime")["weights_sha256"] == (
+        hashlib.sha256(b"second version").hexdigest()
+    )
+    assert len(reads) == 2
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        feature_model.weights_sha256(str(tmp_path / "missing.h5"))
 
 
 def test_other_weights_are_refused_and_the_table_kept(spark, grown, images):

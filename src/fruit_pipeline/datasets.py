@@ -62,9 +62,12 @@ class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
 
     def load(self) -> DataFrame:
         spark = SparkSession.builder.getOrCreate()
-        if self._missing_as_empty and not feature_table.exists(spark, self._filepath):
-            return feature_table.empty(spark)
-        return feature_table.read(spark, self._filepath, self._version)
+        try:
+            return feature_table.read(spark, self._filepath, self._version)
+        except FileNotFoundError:
+            if self._missing_as_empty:
+                return feature_table.empty(spark)
+            raise
 
     def save(self, data: FeatureTableUpdate) -> None:
         spark = SparkSession.builder.getOrCreate()

@@ -3,8 +3,8 @@
 Sub-commands, in the order a user runs them from a laptop:
   apply-stack     the account's resources (deploy/cloudformation/account.yaml): the bucket with
                   its policies, the cluster's roles and instance profile, the operator's policy
-  upload-images   a local folder of class folders to the images location, in parallel, skipping
-                  files already there with the same size
+  upload-images   a local folder of class folders to the images location (--new: the new images
+                  location, for predict), in parallel, skipping files already there, same size
   package         project wheel, configuration, pinned requirements, a wheelhouse for the nodes,
                   the bootstrap script and the weights file to the deploy location
   create-cluster  EMR cluster with the bootstrap action, logs in the bucket, idle auto-termination;
@@ -161,11 +161,15 @@ class Deployment:
         self._wait("stack_delete_complete", f"stack {name}", StackName=name)
         logger.info("stack %s deleted (%d objects deleted first)", name, len(keys))
 
-    def upload_images(self, folder: Path, workers: int = UPLOAD_WORKERS) -> tuple[int, int]:
-        """Upload the image files under folder (class folders kept); skip same-size ones."""
+    def upload_images(
+        self, folder: Path, new: bool = False, workers: int = UPLOAD_WORKERS
+    ) -> tuple[int, int]:
+        """Upload the image files under folder (class folders kept) to the images location (or
+        the new images', to name with predict); skip files already there with the same size."""
         if not folder.is_dir():
             raise ValueError(f"{folder}: no such folder")
-        prefix = self.settings.key(self.settings.images_root) + "/"
+        root = self.settings.new_images_root if new else self.settings.images_root
+        prefix = self.settings.key(root) + "/"
         present = self._object_sizes(prefix)
         images = sorted(
             p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg"}
@@ -455,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     remove.add_argument("--empty-bucket", action="store_true", help="delete every object first")
     upload = commands.add_parser("upload-images")
     upload.add_argument("folder", type=Path)
+    upload.add_argument("--new", action="store_true", help="images for predict to name")
     package = commands.add_parser("package")
     package.add_argument("--dist", type=Path, help="use this dist/ instead of `kedro package`")
     package.add_argument("--weights", type=Path, help="the MobileNetV2 .h5 file to stage")
@@ -501,7 +506,7 @@ def _dispatch(deployment: Deployment, args: argparse.Namespace) -> None:
     elif args.command == "remove-stack":
         deployment.remove_stack(args.empty_bucket)
     elif args.command == "upload-images":
-        deployment.upload_images(args.folder)
+        deployment.upload_images(args.folder, args.new)
     elif args.command == "package":
         dist = args.dist or build_package(args.project)
         deployment.package(args.project, dist, args.weights)

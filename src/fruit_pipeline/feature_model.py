@@ -5,6 +5,7 @@ when the ONNX model is cached, the whole featurize run never import it.
 """
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -58,12 +59,13 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     if source is None:
         warn_random_weights()
         return to_onnx(build_feature_model(None))
+    name = _onnx_name(weights_sha256(source))
+    filesystem, cached = fsspec.core.url_to_fs(f"{cache.rstrip('/')}/{name}")
+    if filesystem.isfile(cached):
+        logger.info("Feature model: ONNX from the cache, %s", cached)
+        return filesystem.cat_file(cached)
+    logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
     with weights_file(source) as path:
-        filesystem, cached = fsspec.core.url_to_fs(f"{cache.rstrip('/')}/{_onnx_name(path)}")
-        if filesystem.isfile(cached):
-            logger.info("Feature model: ONNX from the cache, %s", cached)
-            return filesystem.cat_file(cached)
-        logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
         model = to_onnx(build_feature_model(str(path)))
     filesystem.makedirs(filesystem._parent(cached), exist_ok=True)
     # A run killed while writing leaves a temporary file, never a truncated model.
@@ -75,10 +77,7 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
 
 def identity(source: str | None, engine: str) -> dict[str, Any]:
     """What identifies the features a model makes: the weights file's SHA-256 and the engine."""
-    checksum = None
-    if source is not None:
-        with weights_file(source) as path:
-            checksum = _sha256(path)
+    checksum = None if source is None else weights_sha256(source)
     return {
         "weights": source,
         "weights_sha256": checksum,
@@ -166,9 +165,34 @@ def _keras_cache_file() -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _onnx_name(weights: Path) -> str:
+def weights_sha256(source: str) -> str:
+    """The weights file's SHA-256, read once per version of the file in a process (on S3 each
+    read is a download)."""
+    if source == "imagenet":
+        path = _imagenet_file()
+        stat = path.stat()
+        return _sha256_of_version(source, (str(path), stat.st_size, stat.st_mtime_ns))
+    filesystem, path = fsspec.core.url_to_fs(source)
+    try:
+        info = filesystem.info(path)
+    except FileNotFoundError:
+        # weights_file says what is wrong with the name.
+        with weights_file(source):
+            pass
+        raise
+    stamp = tuple(str(info.get(key)) for key in ("size", "mtime", "LastModified", "ETag"))
+    return _sha256_of_version(source, stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of_version(source: str, stamp: tuple) -> str:
+    with weights_file(source) as path:
+        return _sha256(path)
+
+
+def _onnx_name(weights_checksum: str) -> str:
     # The weights' bytes and everything that shapes the conversion: a new one misses the cache.
-    parts = (_sha256(weights), version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE)
+    parts = (weights_checksum, version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE)
     digest = hashlib.sha256("/".join(str(part) for part in (*parts, INPUT_NAME)).encode())
     return f"mobilenet_v2_features-{digest.hexdigest()[:16]}.onnx"
 
