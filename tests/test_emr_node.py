@@ -1,10 +1,11 @@
 """The EMR path as the cluster runs it, on this machine: `fruit-deploy` creates the account's stack,
 uploads the images and the package (with its wheelhouse) to an S3 API server (moto on 127.0.0.1),
-and asks for a cluster and a step. Then a node plays them: the bootstrap action the cluster
-request names, with its arguments, installs from the bucket with no package index; the step's own
-command runs under `env -i` (PATH, HOME, JAVA_HOME: what a node has) against a Spark standalone
-master and worker (separate JVMs, as YARN's executors are), with the Spark and Delta Lake
-releases of EMR 7.5.0, Spark reaching the bucket through S3A on `s3://`."""
+and asks for a cluster and three steps (featurize + reduce, train, predict). Then a node plays
+them: the bootstrap action the cluster request names, with its arguments, installs from the bucket
+with no package index; each step's own command runs under `env -i` (PATH, HOME, JAVA_HOME: what a
+node has) against a Spark standalone master and worker (separate JVMs, as YARN's executors are),
+with the Spark and Delta Lake releases of EMR 7.5.0, Spark reaching the bucket through S3A on
+`s3://`."""
 
 import json
 import os

@@ -27,7 +27,7 @@ log() { echo "[fruit_pipeline bootstrap $(date -u +%Y-%m-%dT%H:%M:%SZ)] $*"; }
 
 if ! command -v "$python" >/dev/null 2>&1; then
   log "installing $python from the distribution's repository"
-  sudo dnf install -y -q python3.11
+  sudo dnf install -y -q python3.11 python3.11-pip
 fi
 
 if ! mkdir -p "$node_home" 2>/dev/null; then
