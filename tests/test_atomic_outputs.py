@@ -1,11 +1,16 @@
-"""Files written by pandas, JSON and matplotlib are whole or absent, never half-written."""
+"""Files written by pandas, JSON and matplotlib, and the Spark ML model folder, are whole or
+absent, never half-written."""
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import VectorAssembler
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.datasets import AtomicDataset
+from fruit_pipeline.datasets import AtomicDataset, SparkMLModelDataset
 from tests.helpers import PROJECT_ROOT
 
 CSV = {"type": "pandas.CSVDataset", "save_args": {"index": False}}
@@ -46,3 +51,29 @@ def test_every_pandas_json_and_plot_output_of_the_catalog_is_atomic():
     assert not written, f"not atomic: {sorted(written)}"
     atomic = [entry for entry in catalog.values() if entry["type"].endswith("AtomicDataset")]
     assert {entry["dataset"]["type"] for entry in atomic} == file_types
+
+
+class DiesWhileWriting:
+    """A model whose writer leaves part of a folder behind, then stops the run."""
+
+    def write(self) -> "DiesWhileWriting":
+        return self
+
+    def save(self, path: str) -> None:
+        Path(path, "metadata").mkdir(parents=True)
+        raise RuntimeError("the run stops here")
+
+
+def test_a_model_save_that_fails_midway_leaves_the_previous_model(spark, tmp_path):
+    frame = spark.createDataFrame([(0.0, 1.0), (1.0, 3.0)], ["x", "y"])
+    model = Pipeline(stages=[VectorAssembler(inputCols=["x", "y"], outputCol="v")]).fit(frame)
+    dataset = SparkMLModelDataset(filepath=str(tmp_path / "classifier"))
+    dataset.save(model)
+    dataset.save(model)  # a second save replaces the first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+    with pytest.raises(DatasetError, match="the run stops here"):
+        dataset.save(DiesWhileWriting())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classifier"]
+    loaded = dataset.load()
+    assert loaded.stages[0].getInputCols() == ["x", "y"]
+    assert loaded.transform(frame).count() == 2

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from kedro.io import AbstractDataset
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
@@ -17,9 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
-    """Saves a `PipelineModel` with Spark ML's own writer (overwriting) and loads it back.
+    """Saves a `PipelineModel` with Spark ML's own writer and loads it back.
 
-    The path is any URI Spark writes to: a local folder, `s3://` on EMR.
+    The path is any URI Spark writes to: a local folder, `s3://` on EMR. The model is written
+    beside the folder first and moved into place once whole, so a save that dies midway leaves
+    the previous model as it was (on a local disk the swap is two renames; on S3 a move copies).
     """
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -30,7 +33,23 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
         return PipelineModel.load(self._filepath)
 
     def save(self, data: PipelineModel) -> None:
-        data.write().overwrite().save(self._filepath)
+        filesystem, target = fsspec.core.url_to_fs(self._filepath)
+        run = uuid.uuid4().hex
+        staging = f"{self._filepath.rstrip('/')}.{run}.partial"
+        _, staging_path = fsspec.core.url_to_fs(staging)
+        try:
+            data.write().save(staging)
+        except Exception:
+            if filesystem.exists(staging_path):
+                filesystem.rm(staging_path, recursive=True)
+            raise
+        if filesystem.exists(target):
+            previous = f"{target.rstrip('/')}.{run}.previous"
+            _move_folder(filesystem, target, previous)
+            _move_folder(filesystem, staging_path, target)
+            filesystem.rm(previous, recursive=True)
+        else:
+            _move_folder(filesystem, staging_path, target)
 
     def _exists(self) -> bool:
         filesystem, path = fsspec.core.url_to_fs(self._filepath)
@@ -38,6 +57,19 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath}
+
+
+def _move_folder(filesystem: fsspec.AbstractFileSystem, source: str, dest: str) -> None:
+    """A rename on a local disk; on an object store a copy of each file, then a delete (its
+    recursive move trips on the folder keys Hadoop's writers leave)."""
+    if isinstance(filesystem, LocalFileSystem):
+        filesystem.mv(source, dest, recursive=True)
+        return
+    # Spark wrote these files behind fsspec's back: forget any listing it keeps.
+    filesystem.invalidate_cache()
+    files = filesystem.find(source)
+    filesystem.copy(files, [dest + file.removeprefix(source) for file in files])
+    filesystem.rm(source, recursive=True)
 
 
 class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
