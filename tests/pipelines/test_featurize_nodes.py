@@ -10,9 +10,11 @@ from fruit_pipeline import embedding, feature_model
 from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.images import decode_image
 from fruit_pipeline.pipelines.featurize.nodes import (
+    CHANGE,
     featurize_images,
     label_images,
     summarize_featurization,
+    summarize_table_update,
 )
 from fruit_pipeline.progress import ProgressLog
 from tests.helpers import SAMPLE
@@ -130,6 +132,48 @@ def test_a_lost_file_fails_the_summary(spark, tmp_path):
     no_rejects = pd.DataFrame(columns=["path", "label", "reason"])
     with pytest.raises(RuntimeError, match="2 files were listed but 1 featurized"):
         summarize_featurization(raw, features, no_rejects, FEATURIZE)
+
+
+REMOVED_FILE = "file:/gone/x/4.jpg"
+
+
+def table_update_case(spark, tmp_path, table: list[int | None]):
+    """Three listed files (two new, one unchanged), one removed; the table holds the listed
+    files of these indexes (None: the removed file)."""
+    folder = write_files(tmp_path, {f"x/{n}.jpg": b"x" for n in (1, 2, 3)})
+    listed = label_images(binary_files(spark, folder), str(folder))
+    paths = sorted(row.path for row in listed.select("path").collect())
+    plan = spark.createDataFrame(
+        [(paths[0], "new"), (paths[1], "new"), (paths[2], "unchanged"), (REMOVED_FILE, "removed")],
+        f"path string, {CHANGE} string",
+    )
+    rows = [(REMOVED_FILE if index is None else paths[index], "x", [0.0]) for index in table]
+    image_features = spark.createDataFrame(rows, "path string, label string, features array<float>")
+    no_rejects = pd.DataFrame(columns=["path", "label", "reason"])
+    return listed, plan, image_features, no_rejects
+
+
+def test_the_table_update_summary_counts_what_the_plan_said(spark, tmp_path):
+    case = table_update_case(spark, tmp_path, [0, 1, 2])
+    summary = summarize_table_update(*case, FEATURIZE)
+    assert summary["files_listed"] == summary["table_rows"] == 3
+    assert (summary["files_new"], summary["files_unchanged"], summary["files_removed"]) == (2, 1, 1)
+    assert summary["featurized"] == 2
+    assert summary["images_by_label"] == {"x": 3}
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        [0, 1, 2, 2],  # a file twice
+        [0, 1, 2, None],  # a removed file kept
+        [0, 1],  # a listed file lost
+    ],
+)
+def test_a_table_that_breaks_once_each_fails_the_summary(spark, tmp_path, table):
+    case = table_update_case(spark, tmp_path, table)
+    with pytest.raises(RuntimeError, match="must be in the table or the rejects, once"):
+        summarize_table_update(*case, FEATURIZE)
 
 
 def test_batches_split_inside_a_partition_give_the_same_features():

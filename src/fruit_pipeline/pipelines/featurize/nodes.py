@@ -103,12 +103,20 @@ def summarize_table_update(
         row[CHANGE]: row["count"] for row in featurization_plan.groupBy(CHANGE).count().collect()
     }
     wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
-    listed_paths = featurization_plan.where(F.col(CHANGE) != REMOVED).select("path")
-    table_rows, table_paths = image_features.select(F.count("*"), F.count_distinct("path")).head()
-    unlisted = image_features.join(listed_paths, "path", "left_anti").count()
-    featurized = image_features.join(
-        featurization_plan.where(F.col(CHANGE).isin(wanted)), "path", "left_semi"
-    ).count()
+    # Each table row with what the plan said of its file (one plan row per path), counted in
+    # one pass: rows, paths, rows of files not listed, rows embedded by this run.
+    change = F.col(CHANGE)
+    table_rows, table_paths, unlisted, featurized = (
+        image_features.select("path")
+        .join(featurization_plan.select("path", CHANGE), "path", "left")
+        .select(
+            F.count("*"),
+            F.count_distinct("path"),
+            F.count_if(change.isNull() | (change == REMOVED)),
+            F.count_if(change.isin(wanted)),
+        )
+        .head()
+    )
     rejected = len(image_rejects)
     if table_rows != table_paths or unlisted or table_rows + rejected != listed:
         raise RuntimeError(
