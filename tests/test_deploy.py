@@ -179,6 +179,44 @@ def test_the_operator_may_set_auto_termination_and_create_emrs_linked_role(deplo
     assert "s3:*" not in json.dumps(document)
 
 
+def test_a_stack_that_fails_names_the_resources_and_why(settings, tmp_path):
+    deployment = Deployment(settings)
+    stack_id = f"arn:aws:cloudformation:{REGION}:123456789012:stack/{settings.stack_name}/1"
+    failed_event = {
+        "StackId": stack_id,
+        "EventId": "1",
+        "StackName": settings.stack_name,
+        "LogicalResourceId": "DataBucket",
+        "ResourceStatus": "CREATE_FAILED",
+        "ResourceStatusReason": f"{settings.bucket} already exists",
+        "Timestamp": "2026-01-01T00:00:00Z",
+    }
+    deleted = {
+        "Stacks": [
+            {
+                "StackId": stack_id,
+                "StackName": settings.stack_name,
+                "StackStatus": "DELETE_COMPLETE",
+                "CreationTime": "2026-01-01T00:00:00Z",
+            }
+        ]
+    }
+    with Stubber(deployment.cloudformation) as cloudformation:
+        cloudformation.add_client_error(
+            "describe_stacks", service_message=f"Stack with id {settings.stack_name} does not exist"
+        )
+        cloudformation.add_response("create_stack", {"StackId": stack_id})
+        cloudformation.add_response("describe_stacks", deleted, {"StackName": stack_id})
+        cloudformation.add_response(
+            "describe_stack_events", {"StackEvents": [failed_event]}, {"StackName": stack_id}
+        )
+        with pytest.raises(DeploymentFailed) as raised:
+            deployment.apply_stack(TEMPLATE)
+    assert str(raised.value) == (
+        f"stack {settings.stack_name}: DataBucket CREATE_FAILED: {settings.bucket} already exists"
+    )
+
+
 def test_remove_stack_keeps_a_bucket_with_data_unless_asked(deployment, settings):
     s3 = boto3.client("s3")
     s3.put_object(Bucket=settings.bucket, Key=f"{settings.prefix}/data/x.csv", Body=b"1")

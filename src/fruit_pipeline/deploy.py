@@ -134,10 +134,11 @@ class Deployment:
                     raise
                 logger.info("stack %s is up to date", name)
             else:
-                self._wait("stack_update_complete", f"stack {name}", StackName=name)
+                self._wait_for_stack("stack_update_complete", name)
         else:
-            self.cloudformation.create_stack(**arguments, OnFailure="DELETE")
-            self._wait("stack_create_complete", f"stack {name}", StackName=name)
+            created = self.cloudformation.create_stack(**arguments, OnFailure="DELETE")
+            # By its id: a failed creation deletes the stack, and its name then finds nothing.
+            self._wait_for_stack("stack_create_complete", created["StackId"])
         stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
         logger.info("stack %s: %s", name, outputs)
@@ -157,8 +158,9 @@ class Deployment:
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self.s3.delete_objects(Bucket=self.settings.bucket, Delete={"Objects": batch})
+        stack_id = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]["StackId"]
         self.cloudformation.delete_stack(StackName=name)
-        self._wait("stack_delete_complete", f"stack {name}", StackName=name)
+        self._wait_for_stack("stack_delete_complete", stack_id)
         logger.info("stack %s deleted (%d objects deleted first)", name, len(keys))
 
     def upload_images(
@@ -396,12 +398,29 @@ class Deployment:
 
     def _wait(self, waiter: str, what: str, **arguments: str) -> None:
         try:
-            client = self.cloudformation if waiter.startswith("stack_") else self.emr
-            client.get_waiter(waiter).wait(
+            self.emr.get_waiter(waiter).wait(
                 **arguments, WaiterConfig={"Delay": 10, "MaxAttempts": 360}
             )
         except WaiterError as error:
             raise DeploymentFailed(f"{what}: {error}") from None
+
+    def _wait_for_stack(self, waiter: str, stack: str) -> None:
+        """Wait for the stack; if it fails, say which resources failed and why."""
+        try:
+            self.cloudformation.get_waiter(waiter).wait(
+                StackName=stack, WaiterConfig={"Delay": 10, "MaxAttempts": 360}
+            )
+        except WaiterError as error:
+            events = self.cloudformation.describe_stack_events(StackName=stack)["StackEvents"]
+            failed = [
+                f"{event['LogicalResourceId']} {event['ResourceStatus']}: "
+                f"{event.get('ResourceStatusReason', '')}"
+                for event in events
+                if event["ResourceStatus"].endswith("FAILED")
+            ]
+            raise DeploymentFailed(
+                f"stack {self.settings.stack_name}: {'; '.join(failed) or error}"
+            ) from None
 
     def _stack_exists(self, name: str) -> bool:
         try:
