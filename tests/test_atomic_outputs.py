@@ -1,8 +1,10 @@
 """Files written by pandas, JSON and matplotlib, and the Spark ML model folder, are whole or
 absent, never half-written."""
 
+import uuid
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 import pytest
 from kedro.io import DatasetError
@@ -10,7 +12,7 @@ from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.datasets import AtomicDataset, SparkMLModelDataset
+from fruit_pipeline.datasets import AtomicDataset, SparkMLModelDataset, _replace_folder
 from tests.helpers import PROJECT_ROOT
 
 CSV = {"type": "pandas.CSVDataset", "save_args": {"index": False}}
@@ -77,3 +79,18 @@ def test_a_model_save_that_fails_midway_leaves_the_previous_model(spark, tmp_pat
     loaded = dataset.load()
     assert loaded.stages[0].getInputCols() == ["x", "y"]
     assert loaded.transform(frame).count() == 2
+
+
+def test_on_an_object_store_the_staged_model_replaces_every_old_file():
+    # fsspec's in-memory filesystem has no rename, like S3: the object-store branch.
+    store = fsspec.filesystem("memory")
+    root = f"/model-replace-{uuid.uuid4().hex}"
+    store.pipe({f"{root}/classifier/metadata/part-0": b"old", f"{root}/classifier/stale": b"old"})
+    staged = f"{root}/classifier.run.partial"
+    store.pipe({f"{staged}/metadata/part-0": b"new", f"{staged}/stages/0/data": b"new"})
+    _replace_folder(store, staged, f"{root}/classifier")
+    assert sorted(store.find(root)) == [
+        f"{root}/classifier/metadata/part-0",
+        f"{root}/classifier/stages/0/data",
+    ]
+    assert store.cat(f"{root}/classifier/metadata/part-0") == b"new"

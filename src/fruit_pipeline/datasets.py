@@ -21,8 +21,8 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
     """Saves a `PipelineModel` with Spark ML's own writer and loads it back.
 
     The path is any URI Spark writes to: a local folder, `s3://` on EMR. The model is written
-    beside the folder first and moved into place once whole, so a save that dies midway leaves
-    the previous model as it was (on a local disk the swap is two renames; on S3 a move copies).
+    beside the folder first and put in its place once whole, so a save that dies while Spark
+    writes leaves the previous model as it was.
     """
 
     def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
@@ -34,8 +34,7 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
 
     def save(self, data: PipelineModel) -> None:
         filesystem, target = fsspec.core.url_to_fs(self._filepath)
-        run = uuid.uuid4().hex
-        staging = f"{self._filepath.rstrip('/')}.{run}.partial"
+        staging = f"{self._filepath.rstrip('/')}.{uuid.uuid4().hex}.partial"
         _, staging_path = fsspec.core.url_to_fs(staging)
         try:
             data.write().save(staging)
@@ -43,13 +42,7 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
             if filesystem.exists(staging_path):
                 filesystem.rm(staging_path, recursive=True)
             raise
-        if filesystem.exists(target):
-            previous = f"{target.rstrip('/')}.{run}.previous"
-            _move_folder(filesystem, target, previous)
-            _move_folder(filesystem, staging_path, target)
-            filesystem.rm(previous, recursive=True)
-        else:
-            _move_folder(filesystem, staging_path, target)
+        _replace_folder(filesystem, staging_path, target)
 
     def _exists(self) -> bool:
         filesystem, path = fsspec.core.url_to_fs(self._filepath)
@@ -59,17 +52,29 @@ class SparkMLModelDataset(AbstractDataset[PipelineModel, PipelineModel]):
         return {"filepath": self._filepath}
 
 
-def _move_folder(filesystem: fsspec.AbstractFileSystem, source: str, dest: str) -> None:
-    """A rename on a local disk; on an object store a copy of each file, then a delete (its
-    recursive move trips on the folder keys Hadoop's writers leave)."""
+def _replace_folder(filesystem: fsspec.AbstractFileSystem, staged: str, target: str) -> None:
+    """Put a staged folder in the target's place.
+
+    On a local disk, two renames: the old folder stays whole until the new one is in place. On
+    an object store, which has no rename, the old files are deleted and the staged ones copied
+    (s3fs's recursive move failed on the files Spark writes, so they are copied one by one).
+    """
     if isinstance(filesystem, LocalFileSystem):
-        filesystem.mv(source, dest, recursive=True)
+        if filesystem.exists(target):
+            previous = f"{target.rstrip('/')}.{uuid.uuid4().hex}.previous"
+            filesystem.mv(target, previous, recursive=True)
+            filesystem.mv(staged, target, recursive=True)
+            filesystem.rm(previous, recursive=True)
+        else:
+            filesystem.mv(staged, target, recursive=True)
         return
     # Spark wrote these files behind fsspec's back: forget any listing it keeps.
     filesystem.invalidate_cache()
-    files = filesystem.find(source)
-    filesystem.copy(files, [dest + file.removeprefix(source) for file in files])
-    filesystem.rm(source, recursive=True)
+    if filesystem.exists(target):
+        filesystem.rm(target, recursive=True)
+    files = filesystem.find(staged)
+    filesystem.copy(files, [target + file.removeprefix(staged) for file in files])
+    filesystem.rm(staged, recursive=True)
 
 
 class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):

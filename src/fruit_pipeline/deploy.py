@@ -510,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
         ValueError,
         DeploymentFailed,
         WheelhouseError,
+        # `kedro package` or pip failed: their own output says why.
+        subprocess.CalledProcessError,
         ClientError,
         BotoCoreError,
         S3UploadFailedError,
