@@ -25,6 +25,7 @@ WEIGHTS_FILE = SHARED / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kern
 TEST1 = SHARED / "data" / "fruits-360" / "Test1"
 SAMPLE = SHARED / "data" / "fruits-360" / "sample"
 FRUITS_95 = SHARED / "data" / "fruits-360-95"
+GROCERY = SHARED / "data" / "real-photos" / "grocery-train"
 
 
 def new_project(root: Path) -> Path:
@@ -37,6 +38,15 @@ def new_project(root: Path) -> Path:
     # Kedro wants the source folder; the package itself is the installed one.
     (root / "src").mkdir()
     return root
+
+
+def image_slice(source: Path, dest: Path, step: int) -> Path:
+    """Every `step`-th image of each class folder of `source` (by name), linked into `dest`."""
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        (dest / folder.name).mkdir(parents=True)
+        for image in sorted(folder.glob("*.jpg"))[::step]:
+            os.symlink(image, dest / folder.name / image.name)
+    return dest
 
 
 def copy_project(dest: Path) -> Path:

@@ -1,4 +1,5 @@
-"""train and predict end to end on the real Fruits-360 sample split, real and random weights."""
+"""train and predict end to end on the real Fruits-360 sample split; real and random weights on
+real photos."""
 
 import json
 from pathlib import Path
@@ -8,15 +9,10 @@ import pytest
 
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
-from tests.helpers import PROJECT_ROOT, SAMPLE, new_project, read_features, run
+from tests.helpers import GROCERY, PROJECT_ROOT, image_slice, new_project, read_features, run
 
-
-def trained_project(root: Path, weights: str | None) -> dict:
-    """Featurize the sample (Training/ and Test/), train; the metrics of the test images."""
-    new_project(root)
-    run(root, "featurize", images_root=str(SAMPLE), featurize={"weights": weights})
-    run(root, "train")
-    return json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
+# A seeded slice of the real grocery-store photos: every third photo of each of its 23 fruit.
+PHOTO_STEP = 3
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +21,25 @@ def real(trained_sample_project):
 
 
 @pytest.fixture(scope="module")
-def random(spark, tmp_path_factory):
-    root = tmp_path_factory.mktemp("random")
-    return root, trained_project(root, None)
+def grocery_photos(tmp_path_factory) -> Path:
+    if not GROCERY.is_dir():
+        pytest.skip(f"needs the real grocery-store photos at {GROCERY}")
+    return image_slice(GROCERY, tmp_path_factory.mktemp("grocery_photos"), PHOTO_STEP)
+
+
+@pytest.fixture(scope="module")
+def photo_features(spark, grocery_photos, tmp_path_factory) -> dict[str, Path]:
+    """The grocery slice featurized twice: ImageNet weights and random ones."""
+    roots = {}
+    for name, weights in {"real": "imagenet", "random": None}.items():
+        roots[name] = new_project(tmp_path_factory.mktemp(f"photos_{name}"))
+        run(
+            roots[name],
+            "featurize",
+            images_root=str(grocery_photos),
+            featurize={"weights": weights},
+        )
+    return roots
 
 
 def test_real_weights_classify_the_sample_test_images(real):
@@ -65,22 +77,34 @@ def test_the_model_and_the_confusion_plot_are_saved(real):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_random_weights_complete_and_the_embedding_shows_the_difference(spark, real, random):
-    _, real_metrics = real
-    _, random_metrics = random
-    assert random_metrics["test_images"] == real_metrics["test_images"]
-    # Four colourful classes are told apart by the colour histogram alone, and even by random
-    # convolutions: what the real weights buy shows in the embedding, so both are compared
-    # without the histogram, on the same validation images.
+# Measured on this slice over train.seed 0-11 and two random initialisations (docs/testing.md):
+# validation accuracy 0.60-0.74 with the real weights, 0.24-0.41 with random ones, and the gap
+# of each seed 0.29 or more. The margin asked leaves half of the smallest gap.
+ACCURACY_GAP = 0.15
+
+
+@pytest.mark.slow
+def test_random_weights_complete_and_name_real_photos_far_worse(
+    spark, photo_features, grocery_photos
+):
+    photos = sum(1 for _ in grocery_photos.rglob("*.jpg"))
+    # The embedding alone, no colour histogram, on half the photos held out for validation: a
+    # metric far from its bound on both sides, on photos where what ImageNet learnt is needed.
     train = config_loader(PROJECT_ROOT)["parameters"]["train"]
     candidate = {"inputs": "features", "colour": False, "reg_param": 0.001}
-    embedding_only = {**train, "selection": {**train["selection"], "candidates": [candidate]}}
-    log_loss = {}
-    for name, (root, _) in {"real": real, "random": random}.items():
-        split = assign_split(read_features(spark, root), embedding_only)
-        selection = select_classifier(split, embedding_only)
-        log_loss[name] = selection["candidates"][0]["validation_log_loss"]
-    assert log_loss["random"] > log_loss["real"]
+    embedding_only = {
+        **train,
+        "train_ratio": 0.5,
+        "selection": {**train["selection"], "validation_ratio": 0.5, "candidates": [candidate]},
+    }
+    accuracy = {}
+    for name, root in photo_features.items():
+        features = read_features(spark, root)
+        assert features.count() == photos
+        selection = select_classifier(assign_split(features, embedding_only), embedding_only)
+        assert selection["validation_images"] >= 80
+        accuracy[name] = selection["candidates"][0]["validation_accuracy"]
+    assert accuracy["real"] - accuracy["random"] >= ACCURACY_GAP, accuracy
 
 
 def test_predict_names_new_images_and_rejects_bad_ones(real, test1_images, tmp_path):
