@@ -18,11 +18,25 @@ from tests.helpers import (
     run,
 )
 
-if not (WEIGHTS_FILE.is_file() and TEST1.is_dir()):
-    raise RuntimeError(
-        f"The tests need the real images and weights under {SHARED} (models/ and "
-        "data/fruits-360/); set FRUIT_SHARED_DIR to where they are."
-    )
+# Fixtures that read the real images or weights: a test using one needs `../shared` as well.
+SHARED_FIXTURES = {"weights_file", "test1_images", "sample_project", "trained_sample_project"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `shared` every test that needs the real data (so `-m "not shared"` leaves it out),
+    and skip it, saying what is missing, on a machine without it."""
+    missing = [str(path) for path in (WEIGHTS_FILE, TEST1) if not path.exists()]
+    for item in items:
+        if SHARED_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.shared)
+        if missing and item.get_closest_marker("shared"):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"needs the real images and weights: {', '.join(missing)} not found "
+                    f"(FRUIT_SHARED_DIR names another folder than {SHARED})"
+                )
+            )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,8 @@ from fruit_pipeline.config import config_loader
 from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
 from tests.helpers import GROCERY, PROJECT_ROOT, image_slice, new_project, read_features, run
 
+pytestmark = pytest.mark.shared
+
 # A seeded slice of the real grocery-store photos: every third photo of each of its 23 fruit.
 PHOTO_STEP = 3
 

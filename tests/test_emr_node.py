@@ -35,7 +35,7 @@ from tests.helpers import (
     standalone_spark,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 
 class StepRun(NamedTuple):

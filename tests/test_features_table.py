@@ -28,6 +28,8 @@ from tests.helpers import (
     run,
 )
 
+pytestmark = pytest.mark.shared
+
 SUMMARY = Path("data/08_reporting/featurize_summary.json")
 REPORT = Path("data/08_reporting/variance_report.json")
 

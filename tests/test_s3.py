@@ -25,6 +25,8 @@ from tests.helpers import (
     s3a_settings,
 )
 
+pytestmark = pytest.mark.shared
+
 REGION = "eu-west-3"
 BUCKET, PREFIX = "fruit-pipeline-s3-test", "fruit_pipeline"
 SAMPLE_SIZE = 463  # the labelled sample split: 328 Training and 135 Test images
