@@ -178,6 +178,7 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
         "select_classifier",
         "train_classifier",
         "evaluate_classifier",
+        "identify_feature_model",
         "export_classifier",
         "plot_confusion_matrix",
         "plot_reliability",

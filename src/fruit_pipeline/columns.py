@@ -11,6 +11,9 @@ VECTOR = "vector"
 COLOUR = "colour"
 COLOUR_VECTOR = "colour_vector"
 DESCRIPTORS = "descriptors"
+# The feature model that made a row: its weights file's SHA-256 (null: random) and its engine.
+WEIGHTS_SHA256 = "weights_sha256"
+ENGINE = "engine"
 # The table's array column behind each vector column.
 ARRAY_OF_VECTOR = {VECTOR: FEATURES, COLOUR_VECTOR: COLOUR}
 # The standardization and PCA stages (fruit_pipeline.pca).

@@ -94,11 +94,17 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
     """Load the export and the feature model it was trained with; refuse any other."""
     classifier = ExportedClassifier.load(options.export)
     expected = classifier.feature_model
-    weights = options.weights if options.weights is not None else expected["weights"]
-    if weights is None or expected["weights_sha256"] is None:
+    if expected["weights_sha256"] is None:
         raise SystemExit(
             "The classifier was trained on features of random weights (featurize.weights: null): "
             "train it on real weights before serving it."
+        )
+    weights = options.weights if options.weights is not None else expected["weights"]
+    if weights is None:
+        raise SystemExit(
+            "The export names its weights by checksum only (sha256 "
+            f"{expected['weights_sha256'][:12]}...; its features came from an earlier version of "
+            "the features table): give the weights file with --weights."
         )
     found = feature_model.identity(weights, "onnxruntime")
     if found["weights_sha256"] != expected["weights_sha256"]:

@@ -14,6 +14,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     classification_metrics,
     evaluate_classifier,
+    identify_feature_model,
     plot_confusion_matrix,
     select_classifier,
     train_classifier,
@@ -320,3 +321,46 @@ def test_a_candidate_without_its_colour_key_is_refused_by_name(spark):
     }
     with pytest.raises(ValueError, match=r"give exactly \['inputs', 'colour', 'reg_param'\]"):
         select_classifier(assign_split(clustered_features(spark), missing), missing)
+
+
+def rows_of_models(spark, *models: tuple[str | None, str]):
+    """Two feature-table rows for each (weights checksum, engine)."""
+    rows = [
+        (f"/images/kiwi/{i}_{n}.jpg", "kiwi", checksum, engine)
+        for n, (checksum, engine) in enumerate(models)
+        for i in range(2)
+    ]
+    return spark.createDataFrame(
+        rows, "path string, label string, weights_sha256 string, engine string"
+    )
+
+
+REAL_SHA = "a" * 64
+OTHER_SHA = "b" * 64
+
+
+def test_the_export_names_the_feature_model_of_the_rows_it_learnt_from(spark):
+    summary = {"feature_model": {"weights": "imagenet", "weights_sha256": REAL_SHA}}
+    identity = identify_feature_model(rows_of_models(spark, (REAL_SHA, "onnxruntime")), summary)
+    assert identity == {
+        "weights": "imagenet",
+        "weights_sha256": REAL_SHA,
+        "engine": "onnxruntime",
+        "input_size": 224,
+        "feature_size": 1280,
+    }
+
+
+def test_rows_of_other_weights_than_the_last_featurize_keep_their_own_checksum(spark):
+    # `features_version` read an older table version than the latest featurize run describes.
+    latest_run = {"feature_model": {"weights": "/models/other.h5", "weights_sha256": OTHER_SHA}}
+    identity = identify_feature_model(rows_of_models(spark, (REAL_SHA, "keras")), latest_run)
+    assert identity["weights_sha256"] == REAL_SHA
+    assert identity["engine"] == "keras"
+    assert identity["weights"] is None
+
+
+def test_rows_of_two_feature_models_are_refused(spark):
+    mixed = rows_of_models(spark, (REAL_SHA, "onnxruntime"), (OTHER_SHA, "onnxruntime"))
+    with pytest.raises(ValueError, match="2 feature models, not one"):
+        identify_feature_model(mixed, {})

@@ -7,7 +7,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline import feature_model, feature_table
-from fruit_pipeline.columns import COLOUR, FEATURES, LABEL
+from fruit_pipeline.columns import COLOUR, ENGINE, FEATURES, LABEL, WEIGHTS_SHA256
 from fruit_pipeline.embedding import EMBEDDING_SCHEMA, EmbeddingSettings, embed_images
 from fruit_pipeline.feature_table import FeatureTableUpdate
 from fruit_pipeline.images import EMPTY_FILE_REASON
@@ -75,8 +75,8 @@ def featurize_changes(
         *SOURCE,
         FEATURES,
         COLOUR,
-        F.lit(identity["weights_sha256"]).cast("string").alias("weights_sha256"),
-        F.lit(identity["engine"]).alias("engine"),
+        F.lit(identity["weights_sha256"]).cast("string").alias(WEIGHTS_SHA256),
+        F.lit(identity["engine"]).alias(ENGINE),
     )
     # A changed file that no longer decodes leaves the table with the gone ones.
     removed = (
@@ -199,7 +199,7 @@ def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -
 
 def _refuse_other_weights(feature_table_state: DataFrame, featurize: dict[str, Any]) -> None:
     expected = feature_model.identity(featurize["weights"], featurize["engine"])["weights_sha256"]
-    found = {row[0] for row in feature_table_state.select("weights_sha256").distinct().collect()}
+    found = {row[0] for row in feature_table_state.select(WEIGHTS_SHA256).distinct().collect()}
     if found - {expected}:
         raise ValueError(
             f"The features table holds features of other weights (SHA-256 {sorted(map(str, found))}"

@@ -30,6 +30,7 @@ from fruit_pipeline.columns import (
     COLOUR_VECTOR,
     COMPONENTS,
     DESCRIPTORS,
+    ENGINE,
     LABEL,
     LABEL_INDEX,
     PREDICTED_LABEL,
@@ -41,8 +42,10 @@ from fruit_pipeline.columns import (
     TRAIN,
     VALIDATION,
     VECTOR,
+    WEIGHTS_SHA256,
     stage,
 )
+from fruit_pipeline.feature_model import FEATURE_SIZE, INPUT_SIZE
 from fruit_pipeline.feature_table import version_of
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
@@ -357,17 +360,36 @@ def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float)
     }
 
 
+def identify_feature_model(
+    split_features: DataFrame, featurize_summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The feature model of the rows the classifier learns from, as the export names it."""
+    models = split_features.select(WEIGHTS_SHA256, ENGINE).distinct().collect()
+    if len(models) != 1:
+        raise ValueError(
+            f"The features read were made by {len(models)} feature models, not one: "
+            f"{[tuple(row) for row in models]} (weights SHA-256, engine)."
+        )
+    checksum, engine = models[0]
+    described = featurize_summary.get("feature_model") or {}
+    # The weights' source (`imagenet`, a path) is known only from the featurize run that made
+    # these rows: an earlier table version (`features_version`) may hold other weights.
+    same_weights = described.get(WEIGHTS_SHA256) == checksum
+    return {
+        "weights": described.get("weights") if same_weights else None,
+        WEIGHTS_SHA256: checksum,
+        ENGINE: engine,
+        "input_size": INPUT_SIZE,
+        "feature_size": FEATURE_SIZE,
+    }
+
+
 def export_classifier(
     classifier: PipelineModel,
     classification_metrics: dict[str, Any],
-    featurize_summary: dict[str, Any],
+    training_feature_model: dict[str, Any],
 ) -> dict[str, Any]:
     """The fitted classifier as plain numbers, with the feature model it expects and its metrics."""
-    if "feature_model" not in featurize_summary:
-        raise ValueError(
-            "featurize_summary.json does not say which feature model made the features (it "
-            "predates that field): run `kedro run --pipelines featurize` again."
-        )
     pca = [candidate for candidate in classifier.stages if isinstance(candidate, PCAModel)]
     scaler = stage(classifier, StandardScalerModel)
     regression = stage(classifier, LogisticRegressionModel)
@@ -394,7 +416,7 @@ def export_classifier(
         "intercepts": regression.interceptVector.toArray().tolist(),
         "temperature": selection["temperature"],
         "unknown_threshold": selection["unknown_threshold"],
-        "feature_model": featurize_summary["feature_model"],
+        "feature_model": training_feature_model,
         "metrics": {key: classification_metrics[key] for key in exported_metrics}
         | {
             "expected_calibration_error": classification_metrics["calibration"][
