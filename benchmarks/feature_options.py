@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from scratch_project import PROJECT_ROOT
 
-from fruit_pipeline import embedding, feature_model
+from fruit_pipeline import feature_model, predictors
 from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.images import decode_image
@@ -38,7 +38,7 @@ def main() -> None:
         for folder in sorted(p for p in args.images.iterdir() if p.is_dir())
         for image in sorted(folder.glob("*.jpg"))[:: args.every]
     ]
-    predict = embedding.onnx_predictor(
+    predict = predictors.onnx_predictor(
         feature_model.onnx_feature_model("imagenet", args.cache), threads=os.cpu_count() or 1
     )
     pixels = [

@@ -40,14 +40,14 @@ def loop_limit(engine: str, images: Path, batch_size: int, weights: str | None, 
     """Child process of (k) and (o): prints the seconds of the decode + predict loop as JSON."""
     import numpy as np  # noqa: PLC0415
 
-    from fruit_pipeline import embedding, feature_model  # noqa: PLC0415
+    from fruit_pipeline import feature_model, predictors  # noqa: PLC0415
     from fruit_pipeline.images import decode_image  # noqa: PLC0415
 
     if engine == "keras":
         predict = feature_model.build_feature_model(weights).predict_on_batch
     else:
         model = feature_model.onnx_feature_model(weights, cache)
-        predict = embedding.onnx_predictor(model, threads=os.cpu_count() or 1)
+        predict = predictors.onnx_predictor(model, threads=os.cpu_count() or 1)
     paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     max_pixels = configured("max_image_pixels")
     start = time.perf_counter()

@@ -24,7 +24,7 @@ from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
 from fruit_pipeline.serve import ServiceOptions, create_app, load_service
-from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
+from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features, without_packages
 from tests.images import bad_files, encode, fruit
 
 EXPORT = Path("data/06_models/classifier_export.json")
@@ -218,16 +218,27 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# What a serving install has none of: the service needs no Spark, no Java, no TensorFlow.
+NOT_SERVING = ["pyspark", "delta", "tensorflow", "keras", "tf2onnx"]
+
+
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
-    """`fruit-serve` as a user starts it, in the trained project's folder, on a free port."""
+    """`fruit-serve` as a user starts it, in the trained project's folder, on a free port, with
+    Spark, Delta Lake, TensorFlow, Keras and tf2onnx unimportable."""
     project, _ = trained
     port = free_port()
     command = [str(Path(sys.executable).parent / "fruit-serve"), "--port", str(port)]
-    log = tmp_path_factory.mktemp("server") / "fruit-serve.log"
+    folder = tmp_path_factory.mktemp("server")
+    log = folder / "fruit-serve.log"
+    environment = without_packages(folder / "not_installed", NOT_SERVING, dict(os.environ))
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [*command, "--max-upload-mb", "1"], cwd=project, stdout=output, stderr=output
+            [*command, "--max-upload-mb", "1"],
+            cwd=project,
+            env=environment,
+            stdout=output,
+            stderr=output,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -242,6 +253,15 @@ def server(trained, tmp_path_factory):
     yield url
     process.terminate()
     process.wait(timeout=30)
+
+
+def test_the_service_answers_without_spark_or_tensorflow(server):
+    # The server fixture makes NOT_SERVING unimportable: start-up and answers need none of them.
+    photo = next(path for path in sample_test_images() if path.parent.name == "lemon")
+    response = httpx.post(f"{server}/predict", files={"file": ("lemon.jpg", photo.read_bytes())})
+    assert response.status_code == 200
+    assert response.json()["top"][0]["label"] == "lemon"
+    assert httpx.get(f"{server}/health").json()["ready"] is True
 
 
 def test_bad_requests_from_several_clients_never_take_the_server_down(server):

@@ -1,8 +1,7 @@
-"""The Spark ML contract: column names of the fitted models and how their stages are found."""
+"""The column contract: names of the table's columns and of the fitted models' columns.
 
-from typing import TypeVar
-
-from pyspark.ml import PipelineModel, Transformer
+Plain names, no Spark: the service and the export read them without pyspark.
+"""
 
 # Input rows: the 1280 floats of an image's embedding as an array, and the same as an ML vector;
 # its colour histogram (fruit_pipeline.colour) likewise; what a classifier takes, assembled.
@@ -29,27 +28,3 @@ RAW_PREDICTION = "rawPrediction"
 # Which images train, choose and test the classifier.
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
-
-StageType = TypeVar("StageType", bound=Transformer)
-
-
-def stage(model: PipelineModel, stage_type: type[StageType]) -> StageType:
-    """The one stage of a fitted pipeline that has the given type (nested pipelines included)."""
-    found = [
-        candidate
-        for candidate in _flattened(model)
-        if isinstance(candidate, stage_type) and not isinstance(candidate, PipelineModel)
-    ]
-    if len(found) != 1:
-        raise LookupError(
-            f"The model holds {len(found)} stages of type {stage_type.__name__}, not one: "
-            f"{[type(candidate).__name__ for candidate in _flattened(model)]}."
-        )
-    return found[0]
-
-
-def _flattened(model: PipelineModel) -> list[Transformer]:
-    stages: list[Transformer] = []
-    for candidate in model.stages:
-        stages += _flattened(candidate) if isinstance(candidate, PipelineModel) else [candidate]
-    return stages

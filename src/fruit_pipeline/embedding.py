@@ -18,8 +18,9 @@ from pyspark.sql import DataFrame
 
 from fruit_pipeline import feature_model
 from fruit_pipeline.colour import colour_histogram
-from fruit_pipeline.feature_model import INPUT_NAME, INPUT_SIZE
+from fruit_pipeline.feature_model import INPUT_SIZE
 from fruit_pipeline.images import ImageRejected, decode_image
+from fruit_pipeline.predictors import Predictor, keras_predictor, onnx_predictor
 from fruit_pipeline.progress import ProgressLog
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ EMBEDDING_SCHEMA = (
     "features array<float>, colour array<float>, reason string"
 )
 
-Predictor = Callable[[np.ndarray], np.ndarray]
 # One predictor per Python worker process, reused by the tasks it runs.
 _worker_predictors: dict[str, Predictor] = {}
 
@@ -145,31 +145,6 @@ def worker_predictor(engine: str, broadcast_model: Any, model_key: str, threads:
         _worker_predictors.clear()
         _worker_predictors[model_key] = predict
     return predict
-
-
-def onnx_predictor(model: bytes, threads: int) -> Predictor:
-    """An ONNX Runtime session on the CPU: pixels (n, 224, 224, 3) float32 -> features (n, 1280)."""
-    import onnxruntime  # noqa: PLC0415
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return lambda pixels: session.run(None, {INPUT_NAME: pixels})[0]
-
-
-def keras_predictor(weights: list[np.ndarray], threads: int) -> Predictor:
-    """The Keras network with the broadcast weights, on TensorFlow with `threads` threads."""
-    import tensorflow as tf  # noqa: PLC0415
-
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        logger.debug("TensorFlow already initialised in this worker; thread settings kept")
-    model = feature_model.build_feature_model(None)
-    model.set_weights(weights)
-    return lambda pixels: np.asarray(model.predict_on_batch(pixels))
 
 
 def embed_batch(

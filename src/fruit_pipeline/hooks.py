@@ -1,11 +1,18 @@
 """Starts Spark only when a pipeline runs, with the active environment's `spark*.yml`."""
 
+from types import ModuleType
 from typing import Any
 
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 
-from fruit_pipeline import spark_session
+
+def _spark_session() -> ModuleType:
+    # Imported when a pipeline runs: the settings, and so every configuration reader
+    # (fruit-serve, fruit-deploy, fruit-images), load without pyspark.
+    from fruit_pipeline import spark_session  # noqa: PLC0415
+
+    return spark_session
 
 
 class SparkHooks:
@@ -20,12 +27,12 @@ class SparkHooks:
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        spark_session.start_spark(self._spark_conf)
+        _spark_session().start_spark(self._spark_conf)
 
     @hook_impl
     def after_pipeline_run(self) -> None:
-        spark_session.release_cached_data()
+        _spark_session().release_cached_data()
 
     @hook_impl
     def on_pipeline_error(self) -> None:
-        spark_session.release_cached_data()
+        _spark_session().release_cached_data()

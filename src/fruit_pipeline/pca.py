@@ -39,8 +39,8 @@ from fruit_pipeline.columns import (
     INFORMATIVE,
     SCALED,
     VECTOR,
-    stage,
 )
+from fruit_pipeline.ml_stages import stage
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fruit_pipeline import __version__, embedding, feature_model
+from fruit_pipeline import __version__, feature_model
 from fruit_pipeline.classifier_export import ExportedClassifier
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.images import ImageRejected, decode_image
+from fruit_pipeline.predictors import Predictor, onnx_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class Service:
     """The loaded models and facts: everything a request needs."""
 
     classifier: ExportedClassifier
-    predict_features: embedding.Predictor
+    predict_features: Predictor
     facts: dict[str, str]
     options: ServiceOptions
 
@@ -115,7 +116,7 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
     model = feature_model.onnx_feature_model(weights, options.model_cache)
     return Service(
         classifier=classifier,
-        predict_features=embedding.onnx_predictor(model, options.threads),
+        predict_features=onnx_predictor(model, options.threads),
         facts=facts,
         options=options,
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fruit_pipeline import embedding, feature_model
+from fruit_pipeline import embedding, feature_model, predictors
 from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.images import decode_image
 from fruit_pipeline.pipelines.featurize.nodes import (
@@ -306,7 +306,7 @@ def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_fil
     ).astype(np.float32)
     keras_model = feature_model.build_feature_model(str(weights_file))
     onnx_model = feature_model.onnx_feature_model(str(weights_file), str(tmp_path))
-    predict = embedding.onnx_predictor(onnx_model, threads=2)
+    predict = predictors.onnx_predictor(onnx_model, threads=2)
     expected = np.asarray(keras_model.predict_on_batch(pixels))
     assert expected.shape == (len(pixels), feature_model.FEATURE_SIZE)
     assert float(np.max(np.abs(predict(pixels) - expected))) <= 1e-4

@@ -7,7 +7,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from fruit_pipeline.calibration import softmax
-from fruit_pipeline.columns import COLOUR_VECTOR, VECTOR, stage
+from fruit_pipeline.columns import COLOUR_VECTOR, VECTOR
+from fruit_pipeline.ml_stages import stage
 from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (

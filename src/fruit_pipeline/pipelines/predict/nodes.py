@@ -9,7 +9,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import RAW_PREDICTION, stage
+from fruit_pipeline.columns import RAW_PREDICTION
+from fruit_pipeline.ml_stages import stage
 from fruit_pipeline.pca import as_vectors
 
 

@@ -13,8 +13,9 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import COMPONENTS, FEATURES, LABEL, stage
+from fruit_pipeline.columns import COMPONENTS, FEATURES, LABEL
 from fruit_pipeline.feature_table import version_of
+from fruit_pipeline.ml_stages import stage
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca
 
 logger = logging.getLogger(__name__)

@@ -43,10 +43,10 @@ from fruit_pipeline.columns import (
     VALIDATION,
     VECTOR,
     WEIGHTS_SHA256,
-    stage,
 )
 from fruit_pipeline.feature_model import FEATURE_SIZE, INPUT_SIZE
 from fruit_pipeline.feature_table import version_of
+from fruit_pipeline.ml_stages import stage
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
 logger = logging.getLogger(__name__)

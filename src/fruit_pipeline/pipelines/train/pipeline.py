@@ -50,7 +50,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 export_classifier,
-                identify_feature_model,
                 ["classifier", "classification_metrics", "training_feature_model"],
                 "classifier_export",
                 name="export_classifier",
