@@ -23,7 +23,7 @@ SHARED_FIXTURES = {"weights_file", "test1_images", "sample_project", "trained_sa
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `shared` every test that needs the real data (so `-m "not shared"` leaves it out),
     and skip it, saying what is missing, on a machine without it."""
     missing = [str(path) for path in (WEIGHTS_FILE, TEST1) if not path.exists()]

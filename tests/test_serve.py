@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pyspark.ml import PipelineModel
 
+from fruit_pipeline import feature_model
 from fruit_pipeline.classifier_export import ExportedClassifier
 from fruit_pipeline.pca import as_vectors
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
@@ -28,6 +29,7 @@ from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features, witho
 from tests.images import bad_files, encode, fruit
 
 EXPORT = Path("data/06_models/classifier_export.json")
+MODEL_CACHE = Path("data/06_models/feature_model_cache")
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -107,7 +109,7 @@ def service_options(project: Path, **changes) -> ServiceOptions:
     options = ServiceOptions(
         export=str(project / EXPORT),
         weights=None,
-        model_cache=str(project / "data/06_models/feature_model_cache"),
+        model_cache=str(project / MODEL_CACHE),
         max_image_pixels=25_000_000,
         max_upload_bytes=2**20,
         top=3,
@@ -227,6 +229,9 @@ def server(trained, tmp_path_factory):
     """`fruit-serve` as a user starts it, in the trained project's folder, on a free port, with
     Spark, Delta Lake, TensorFlow, Keras and tf2onnx unimportable."""
     project, _ = trained
+    # The converted model in the project's cache, as a user's `kedro run` in that folder leaves
+    # it: a serving install has no TensorFlow to convert it with.
+    feature_model.onnx_feature_model("imagenet", str(project / MODEL_CACHE))
     port = free_port()
     command = [str(Path(sys.executable).parent / "fruit-serve"), "--port", str(port)]
     folder = tmp_path_factory.mktemp("server")

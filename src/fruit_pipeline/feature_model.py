@@ -7,6 +7,7 @@ when the ONNX model is cached, the whole featurize run never import it.
 import contextlib
 import functools
 import hashlib
+import importlib.util
 import logging
 import os
 import tempfile
@@ -64,6 +65,13 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     if filesystem.isfile(cached):
         logger.info("Feature model: ONNX from the cache, %s", cached)
         return filesystem.cat_file(cached)
+    if importlib.util.find_spec("keras") is None:
+        raise RuntimeError(
+            f"The ONNX model of these weights is not in {cache}, and converting it needs Keras "
+            "and TensorFlow, which this install lacks: run `kedro run --pipelines featurize` "
+            "with the same weights where they are installed (it fills that cache), or point the "
+            "model cache at one that holds it."
+        )
     logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
     with weights_file(source) as path:
         model = to_onnx(build_feature_model(str(path)))
@@ -77,7 +85,11 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
 
 def identity(source: str | None, engine: str) -> dict[str, Any]:
     """What identifies the features a model makes: the weights file's SHA-256 and the engine."""
-    checksum = None if source is None else weights_sha256(source)
+    return described(source, None if source is None else weights_sha256(source), engine)
+
+
+def described(source: str | None, checksum: str | None, engine: str) -> dict[str, Any]:
+    """A feature model as the summaries and the export name it (source None: not known)."""
     return {
         "weights": source,
         "weights_sha256": checksum,

@@ -297,6 +297,17 @@ def test_the_onnx_model_is_converted_once_per_weights_file(weights_file, tmp_pat
     assert feature_model.onnx_feature_model(str(copy), str(tmp_path)) == converted
 
 
+def test_without_keras_an_uncached_model_is_a_clear_error(weights_file, tmp_path, monkeypatch):
+    real_find_spec = feature_model.importlib.util.find_spec
+    monkeypatch.setattr(
+        feature_model.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "keras" else real_find_spec(name, *args),
+    )
+    with pytest.raises(RuntimeError, match="converting it needs Keras and TensorFlow"):
+        feature_model.onnx_feature_model(str(weights_file), str(tmp_path))
+
+
 def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_file, tmp_path):
     pixels = np.stack(
         [

@@ -23,6 +23,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from fruit_pipeline import feature_model
 from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
 from fruit_pipeline.classifier_export import FORMAT as EXPORT_FORMAT
 from fruit_pipeline.columns import (
@@ -44,7 +45,6 @@ from fruit_pipeline.columns import (
     VECTOR,
     WEIGHTS_SHA256,
 )
-from fruit_pipeline.feature_model import FEATURE_SIZE, INPUT_SIZE
 from fruit_pipeline.feature_table import version_of
 from fruit_pipeline.ml_stages import stage
 from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
@@ -371,17 +371,11 @@ def identify_feature_model(
             f"{[tuple(row) for row in models]} (weights SHA-256, engine)."
         )
     checksum, engine = models[0]
-    described = featurize_summary.get("feature_model") or {}
+    summarized = featurize_summary.get("feature_model") or {}
     # The weights' source (`imagenet`, a path) is known only from the featurize run that made
     # these rows: an earlier table version (`features_version`) may hold other weights.
-    same_weights = described.get(WEIGHTS_SHA256) == checksum
-    return {
-        "weights": described.get("weights") if same_weights else None,
-        WEIGHTS_SHA256: checksum,
-        ENGINE: engine,
-        "input_size": INPUT_SIZE,
-        "feature_size": FEATURE_SIZE,
-    }
+    source = summarized.get("weights") if summarized.get("weights_sha256") == checksum else None
+    return feature_model.described(source, checksum, engine)
 
 
 def export_classifier(
