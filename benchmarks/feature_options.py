@@ -2,7 +2,7 @@
 
 For every image of a folder of class folders it computes, with the project's decode and ONNX
 feature model: the embedding, the embedding of the mirror image, and the colour histogram the
-pipeline computes (fruit_pipeline.colour). Then, for each embedding option
+pipeline computes (fruit_pipeline.core.colour). Then, for each embedding option
   base: the embedding; mirror: the mean of both embeddings,
 it runs the train pipeline's own split and candidate selection (`assign_split`,
 `select_classifier` with the project's parameters, whose candidates take the colour histogram or
@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 from scratch_project import PROJECT_ROOT
 
-from fruit_pipeline import feature_model, predictors
-from fruit_pipeline.colour import colour_histogram
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.images import decode_image
+from fruit_pipeline.core import feature_model, predictors
+from fruit_pipeline.core.colour import colour_histogram
+from fruit_pipeline.core.images import decode_image
+from fruit_pipeline.parameters import TrainSettings
 from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
-from fruit_pipeline.spark_session import start_spark
+from fruit_pipeline.spark.session import start_spark
 
 
 def main() -> None:
@@ -64,7 +65,8 @@ def main() -> None:
         frame = spark.createDataFrame(
             rows, "path string, label string, features array<float>, colour array<float>"
         )
-        selection = select_classifier(assign_split(frame, parameters["train"]), parameters["train"])
+        train = TrainSettings.model_validate(parameters["train"])
+        selection = select_classifier(assign_split(frame, train), train)
         for candidate in selection["candidates"]:
             print(
                 f"{name:>6} | {candidate['name']:<35} | validation accuracy "

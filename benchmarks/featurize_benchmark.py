@@ -40,8 +40,8 @@ def loop_limit(engine: str, images: Path, batch_size: int, weights: str | None, 
     """Child process of (k) and (o): prints the seconds of the decode + predict loop as JSON."""
     import numpy as np  # noqa: PLC0415
 
-    from fruit_pipeline import feature_model, predictors  # noqa: PLC0415
-    from fruit_pipeline.images import decode_image  # noqa: PLC0415
+    from fruit_pipeline.core import feature_model, predictors  # noqa: PLC0415
+    from fruit_pipeline.core.images import decode_image  # noqa: PLC0415
 
     if engine == "keras":
         predict = feature_model.build_feature_model(weights).predict_on_batch
@@ -65,7 +65,7 @@ def loop_limit(engine: str, images: Path, batch_size: int, weights: str | None, 
 
 def convert(weights: str | None, cache: str) -> None:
     """Child process: the ONNX conversion into the cache, timed from process start."""
-    from fruit_pipeline import feature_model  # noqa: PLC0415
+    from fruit_pipeline.core import feature_model  # noqa: PLC0415
 
     feature_model.onnx_feature_model(weights, cache)
 

@@ -25,9 +25,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scratch_project import PROJECT_ROOT, new_project
 
-from fruit_pipeline import feature_table
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.spark_session import start_spark
+from fruit_pipeline.spark import feature_table
+from fruit_pipeline.spark.session import start_spark
 
 NATIVE_LIBRARIES = ("libblas.so.3", "liblapack.so.3")
 FEATURES = Path("data/04_feature/image_features")

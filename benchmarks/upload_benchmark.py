@@ -21,8 +21,8 @@ from pathlib import Path
 import boto3
 from scratch_project import build_corpus
 
-from fruit_pipeline.deploy import UPLOAD_WORKERS, Deployment
-from fruit_pipeline.deploy_settings import load_settings
+from fruit_pipeline.apps.deploy.commands import UPLOAD_WORKERS, Deployment
+from fruit_pipeline.apps.deploy.settings import load_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 REGION = "eu-west-3"

@@ -58,8 +58,8 @@ def spark(keras_home: Path, tmp_path_factory: pytest.TempPathFactory):
     They are what a machine without native ones runs, and the pure-Java LAPACK gave Spark ML's
     own PCA a wrong decomposition: every result of the tests is checked under them.
     """
-    from fruit_pipeline import spark_session  # noqa: PLC0415
     from fruit_pipeline.config import config_loader  # noqa: PLC0415
+    from fruit_pipeline.spark import session as spark_session  # noqa: PLC0415
 
     settings = dict(config_loader(PROJECT_ROOT)["spark"])
     settings.update({"spark.master": "local[2]", "spark.ui.enabled": False})

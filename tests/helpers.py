@@ -87,18 +87,6 @@ def hide_native_blas_lapack(folder: Path, environment: dict[str, str]) -> dict[s
     return {**environment, "LD_LIBRARY_PATH": os.pathsep.join(library_path)}
 
 
-def without_packages(folder: Path, names: list[str], environment: dict[str, str]) -> dict[str, str]:
-    """The environment with each named package unimportable in a Python started with it: a
-    package of that name first on PYTHONPATH, whose import raises ImportError."""
-    for name in names:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        (folder / name / "__init__.py").write_text(
-            f"raise ImportError('{name} is not installed here')\n"
-        )
-    path = [str(folder), *filter(None, [environment.get("PYTHONPATH")])]
-    return {**environment, "PYTHONPATH": os.pathsep.join(path)}
-
-
 def numpy_pca_shares(features: np.ndarray) -> np.ndarray:
     """Explained-variance shares of the standardized features, computed by numpy alone."""
     matrix = features.astype(np.float64)
@@ -114,7 +102,7 @@ FEATURES_TABLE = Path("data/04_feature/image_features")
 
 def read_features(spark, project: Path, version: int | None = None):
     """The features table a project's featurize runs wrote, at a version (latest: None)."""
-    from fruit_pipeline import feature_table  # noqa: PLC0415
+    from fruit_pipeline.spark import feature_table  # noqa: PLC0415
 
     return feature_table.read(spark, str(project / FEATURES_TABLE), version)
 

@@ -12,7 +12,9 @@ from pyspark.ml import Pipeline
 from pyspark.ml.feature import VectorAssembler
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.datasets import AtomicDataset, SparkMLModelDataset, _replace_folder
+from fruit_pipeline.datasets.atomic import AtomicDataset
+from fruit_pipeline.datasets.folders import replace_folder
+from fruit_pipeline.datasets.spark_ml_model import SparkMLModelDataset
 from tests.helpers import PROJECT_ROOT
 
 CSV = {"type": "pandas.CSVDataset", "save_args": {"index": False}}
@@ -88,7 +90,7 @@ def test_on_an_object_store_the_staged_model_replaces_every_old_file():
     store.pipe({f"{root}/classifier/metadata/part-0": b"old", f"{root}/classifier/stale": b"old"})
     staged = f"{root}/classifier.run.partial"
     store.pipe({f"{staged}/metadata/part-0": b"new", f"{staged}/stages/0/data": b"new"})
-    _replace_folder(store, staged, f"{root}/classifier")
+    replace_folder(store, staged, f"{root}/classifier")
     assert sorted(store.find(root)) == [
         f"{root}/classifier/metadata/part-0",
         f"{root}/classifier/stages/0/data",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
+from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliability, softmax
 
 
 def test_log_loss_is_the_mean_negative_log_probability_of_the_true_labels():

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from fruit_pipeline.config import config_loader
+from fruit_pipeline.parameters import TrainSettings
 from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
 from tests.helpers import GROCERY, PROJECT_ROOT, image_slice, new_project, read_features, run
 
@@ -94,11 +95,13 @@ def test_random_weights_complete_and_name_real_photos_far_worse(
     # metric far from its bound on both sides, on photos where what ImageNet learnt is needed.
     train = config_loader(PROJECT_ROOT)["parameters"]["train"]
     candidate = {"inputs": "features", "colour": False, "reg_param": 0.001}
-    embedding_only = {
-        **train,
-        "train_ratio": 0.5,
-        "selection": {**train["selection"], "validation_ratio": 0.5, "candidates": [candidate]},
-    }
+    embedding_only = TrainSettings.model_validate(
+        {
+            **train,
+            "train_ratio": 0.5,
+            "selection": {**train["selection"], "validation_ratio": 0.5, "candidates": [candidate]},
+        }
+    )
     accuracy = {}
     for name, root in photo_features.items():
         features = read_features(spark, root)

@@ -5,14 +5,14 @@ import colorsys
 import numpy as np
 import pytest
 
-from fruit_pipeline.colour import (
+from fruit_pipeline.core.colour import (
     HUE_BINS,
     SATURATION_BINS,
     SIZE,
     VALUE_BINS,
     colour_histogram,
 )
-from fruit_pipeline.images import decode_image
+from fruit_pipeline.core.images import decode_image
 from tests.helpers import SAMPLE
 
 WHITE, RED = (255, 255, 255), (200, 10, 10)

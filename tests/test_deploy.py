@@ -20,10 +20,7 @@ from botocore.stub import Stubber
 from cfnlint.decode import decode
 from kedro.io import DataCatalog
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.classifier_export import ExportedClassifier
-from fruit_pipeline.config import config_loader
-from fruit_pipeline.deploy import (
+from fruit_pipeline.apps.deploy.commands import (
     STACK_TEMPLATE,
     Deployment,
     DeploymentFailed,
@@ -31,7 +28,10 @@ from fruit_pipeline.deploy import (
     main,
     step_command,
 )
-from fruit_pipeline.deploy_settings import EU_REGIONS, Settings, check_region, load_settings
+from fruit_pipeline.apps.deploy.settings import EU_REGIONS, Settings, check_region, load_settings
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
 from tests.helpers import PROJECT_ROOT, copy_project, moto_server, new_project
 

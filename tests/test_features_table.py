@@ -16,8 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fruit_pipeline import embedding, feature_model, feature_table, features_history
+from fruit_pipeline.apps.tools import features_history
 from fruit_pipeline.config import config_loader
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.spark import embedding, feature_table
 from tests.helpers import (
     FEATURES_TABLE,
     FRUITS_95,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fruit_pipeline.images import ImageRejected, decode_image, to_rgb
+from fruit_pipeline.core.images import ImageRejected, decode_image, to_rgb
 from tests.images import bad_files, encode, fruit, good_files
 
 LIMIT = 25_000_000

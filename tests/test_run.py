@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from kedro.validation.exceptions import ParameterValidationError
 
 from tests.helpers import PROJECT_ROOT, local_path, new_project, read_features, run
 from tests.images import bad_files, good_files
@@ -111,6 +112,25 @@ def test_no_input_stops_the_run_and_keeps_earlier_outputs(project, tmp_path, ima
         run(project, images_root=str(folder))
     assert str(folder) in str(error.value)
     assert {path: path.read_bytes() for path in outputs} == before
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "parameters", "message"),
+    [
+        ("featurize", {"featurize": {"batchsize": 3}}, r"batchsize\n  Extra inputs"),
+        ("train", {"train": {"seed": "forty-two"}}, r"seed\n  Input should be a valid integer"),
+        ("reduce", {"reduce": {"variance_threshold": 1.5}}, r"variance_threshold\n  Input sh"),
+    ],
+)
+def test_a_mistyped_parameter_stops_the_run_before_any_node(project, pipeline, parameters, message):
+    # Even a featurize run with nothing new to embed: the settings are built as the run starts.
+    outputs = sorted(data(project, "08_reporting").glob("*"))
+    before = {path: path.read_bytes() for path in outputs}
+    with pytest.raises(ParameterValidationError, match=message):
+        run(project, pipeline, **parameters)
+    assert {
+        path: path.read_bytes() for path in sorted(data(project, "08_reporting").glob("*"))
+    } == before
 
 
 def test_a_folder_of_surprises_completes_and_accounts_for_every_file(spark, tmp_path):

@@ -9,7 +9,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from fruit_pipeline.sample_images import main
+from fruit_pipeline.apps.tools.sample_images import main
 from tests.images import encode, fruit
 
 CLASSES = ["Apple Golden 1", "Banana", "Lemon", "Mango", "Pear Kaiser", "Raspberry"]

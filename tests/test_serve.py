@@ -19,13 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 from pyspark.ml import PipelineModel
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.classifier_export import ExportedClassifier
-from fruit_pipeline.pca import as_vectors
+from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
-from fruit_pipeline.serve import ServiceOptions, create_app, load_service
-from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features, without_packages
+from fruit_pipeline.spark.pca import as_vectors
+from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
 from tests.images import bad_files, encode, fruit
 
 EXPORT = Path("data/06_models/classifier_export.json")
@@ -220,23 +220,40 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-# What a serving install has none of: the service needs no Spark, no Java, no TensorFlow.
+# What the serving install has none of: the service needs no Spark, no Java, no TensorFlow.
 NOT_SERVING = ["pyspark", "delta", "tensorflow", "keras", "tf2onnx"]
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
-    """`fruit-serve` as a user starts it, in the trained project's folder, on a free port, with
-    Spark, Delta Lake, TensorFlow, Keras and tf2onnx unimportable."""
+def serving_install(tmp_path_factory) -> Path:
+    """A fresh venv with the project's base install, as the README gives it for serving."""
+    venv = tmp_path_factory.mktemp("serving") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "install", "-c", str(REPOSITORY / "constraints.txt"), str(REPOSITORY)], check=True
+    )
+    return venv
+
+
+@pytest.fixture(scope="module")
+def server(trained, serving_install, tmp_path_factory):
+    """`fruit-serve` as a user starts it from the serving install, in the trained project's
+    folder, on a free port, with no Java on the PATH."""
     project, _ = trained
     # The converted model in the project's cache, as a user's `kedro run` in that folder leaves
     # it: a serving install has no TensorFlow to convert it with.
     feature_model.onnx_feature_model("imagenet", str(project / MODEL_CACHE))
     port = free_port()
-    command = [str(Path(sys.executable).parent / "fruit-serve"), "--port", str(port)]
-    folder = tmp_path_factory.mktemp("server")
-    log = folder / "fruit-serve.log"
-    environment = without_packages(folder / "not_installed", NOT_SERVING, dict(os.environ))
+    command = [str(serving_install / "bin" / "fruit-serve"), "--port", str(port)]
+    log = tmp_path_factory.mktemp("server") / "fruit-serve.log"
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"PYTHONPATH", "JAVA_HOME", "SPARK_HOME", "VIRTUAL_ENV"}
+    }
+    environment["PATH"] = str(serving_install / "bin")
     with log.open("wb") as output:
         process = subprocess.Popen(
             [*command, "--max-upload-mb", "1"],
@@ -260,8 +277,17 @@ def server(trained, tmp_path_factory):
     process.wait(timeout=30)
 
 
+def test_the_serving_install_has_no_spark_and_no_tensorflow(serving_install):
+    python = serving_install / "bin" / "python"
+    probe = "import importlib.util as u, sys; print([n for n in sys.argv[1:] if u.find_spec(n)])"
+    found = subprocess.run(
+        [str(python), "-c", probe, *NOT_SERVING], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]"
+
+
 def test_the_service_answers_without_spark_or_tensorflow(server):
-    # The server fixture makes NOT_SERVING unimportable: start-up and answers need none of them.
+    # The server runs from the serving install: start-up and answers need none of NOT_SERVING.
     photo = next(path for path in sample_test_images() if path.parent.name == "lemon")
     response = httpx.post(f"{server}/predict", files={"file": ("lemon.jpg", photo.read_bytes())})
     assert response.status_code == 200

@@ -50,7 +50,8 @@ install=("$node_home/venv/bin/python" -m pip install -q --disable-pip-version-ch
   --find-links "$staging/wheelhouse" -c "$staging/constraints.txt")
 log "installing the project wheel and its pinned dependencies from the wheelhouse"
 "${install[@]}" --force-reinstall --no-deps "$wheel"
-"${install[@]}" "$wheel"
+# The keras extra: the featurize driver converts the weights to ONNX (pyspark is EMR's own).
+"${install[@]}" "${wheel}[keras]"
 # Delta Lake's Python API for the features table, over EMR's own Delta jars (delta-defaults).
 "${install[@]}" --no-deps delta-spark
 

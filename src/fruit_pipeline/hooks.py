@@ -10,7 +10,7 @@ from kedro.framework.hooks import hook_impl
 def _spark_session() -> ModuleType:
     # Imported when a pipeline runs: the settings, and so every configuration reader
     # (fruit-serve, fruit-deploy, fruit-images), load without pyspark.
-    from fruit_pipeline import spark_session  # noqa: PLC0415
+    from fruit_pipeline.spark import session as spark_session  # noqa: PLC0415
 
     return spark_session
 

@@ -5,10 +5,13 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
-from fruit_pipeline import embedding, feature_model, predictors
-from fruit_pipeline.colour import colour_histogram
-from fruit_pipeline.images import decode_image
+from fruit_pipeline.core import feature_model, predictors
+from fruit_pipeline.core.colour import colour_histogram
+from fruit_pipeline.core.images import decode_image
+from fruit_pipeline.core.progress import ProgressLog
+from fruit_pipeline.parameters import FeaturizeSettings
 from fruit_pipeline.pipelines.featurize.nodes import (
     CHANGE,
     featurize_images,
@@ -16,11 +19,11 @@ from fruit_pipeline.pipelines.featurize.nodes import (
     summarize_featurization,
     summarize_table_update,
 )
-from fruit_pipeline.progress import ProgressLog
+from fruit_pipeline.spark import embedding
 from tests.helpers import SAMPLE
 from tests.images import bad_files, good_files
 
-FEATURIZE = {
+PARAMETERS = {
     "full_refresh": False,
     "weights": None,
     "engine": "onnxruntime",
@@ -31,6 +34,7 @@ FEATURIZE = {
     "images_per_task": 500,
     "partitions": 2,
 }
+FEATURIZE = FeaturizeSettings.model_validate(PARAMETERS)
 
 
 def binary_files(spark, folder: Path | list[str]):
@@ -235,14 +239,16 @@ def test_a_missing_weights_file_names_the_parameter(source):
 
 
 def test_settings_are_checked_by_name():
-    with pytest.raises(ValueError, match=r"unknown \['tf_intra_op_threads'\]"):
-        embedding.EmbeddingSettings.from_parameters({**FEATURIZE, "tf_intra_op_threads": 1})
-    with pytest.raises(ValueError, match=r"missing \['engine'\]"):
-        embedding.EmbeddingSettings.from_parameters(
-            {k: v for k, v in FEATURIZE.items() if k != "engine"}
-        )
-    with pytest.raises(ValueError, match="featurize.engine is 'tensorrt'"):
-        embedding.EmbeddingSettings.from_parameters({**FEATURIZE, "engine": "tensorrt"})
+    with pytest.raises(ValidationError, match=r"tf_intra_op_threads\n  Extra inputs"):
+        FeaturizeSettings.model_validate({**PARAMETERS, "tf_intra_op_threads": 1})
+    with pytest.raises(ValidationError, match=r"engine\n  Field required"):
+        FeaturizeSettings.model_validate({k: v for k, v in PARAMETERS.items() if k != "engine"})
+    with pytest.raises(
+        ValidationError, match=r"engine\n  Input should be 'onnxruntime' or 'keras'"
+    ):
+        FeaturizeSettings.model_validate({**PARAMETERS, "engine": "tensorrt"})
+    with pytest.raises(ValidationError, match=r"batch_size\n  Input should be greater than 0"):
+        FeaturizeSettings.model_validate({**PARAMETERS, "batch_size": 0})
 
 
 def test_the_progress_line_gives_done_of_total_rate_and_time_left():
@@ -267,9 +273,9 @@ def features_by_path(image_features) -> dict[str, np.ndarray]:
 def test_onnx_runtime_and_keras_give_the_same_features_on_real_images(
     real_images, weights_file, tmp_path
 ):
-    real = {**FEATURIZE, "weights": str(weights_file), "model_cache": str(tmp_path)}
+    real = FEATURIZE.model_copy(update={"weights": str(weights_file), "model_cache": str(tmp_path)})
     from_onnx, _ = featurize_images(real_images, real)
-    from_keras, _ = featurize_images(real_images, {**real, "engine": "keras"})
+    from_keras, _ = featurize_images(real_images, real.model_copy(update={"engine": "keras"}))
     onnx_features, keras_features = features_by_path(from_onnx), features_by_path(from_keras)
     assert len(onnx_features) == 155
     assert onnx_features.keys() == keras_features.keys()

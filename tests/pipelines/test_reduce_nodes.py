@@ -2,15 +2,21 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from fruit_pipeline.pca import PCACheckFailed, check_decomposition, choose_components, decompose
+from fruit_pipeline.parameters import ReduceSettings
 from fruit_pipeline.pipelines.reduce.nodes import (
     fit_pca,
     plot_cumulative_variance,
     project_features,
 )
+from fruit_pipeline.spark.pca import (
+    PCACheckFailed,
+    check_decomposition,
+    choose_components,
+    decompose,
+)
 from tests.helpers import numpy_pca_shares
 
-REDUCE = {"variance_threshold": 0.8, "max_components": 50}
+REDUCE = ReduceSettings(variance_threshold=0.8, max_components=50)
 
 
 def features_frame(spark, matrix: np.ndarray):
@@ -72,7 +78,9 @@ def test_constant_features_are_dropped_and_counted(spark, matrix):
 
 
 def test_the_cap_limits_k_and_the_report_says_the_threshold_was_missed(spark, matrix):
-    _, report = fit_pca(features_frame(spark, matrix), {**REDUCE, "max_components": 1})
+    _, report = fit_pca(
+        features_frame(spark, matrix), REDUCE.model_copy(update={"max_components": 1})
+    )
     assert report["components"] == report["components_fitted"] == 1
     assert report["threshold_reached"] is False
 

@@ -2,14 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from pydantic import ValidationError
 from pyspark.ml.feature import PCAModel, StandardScalerModel, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
-from fruit_pipeline.calibration import softmax
-from fruit_pipeline.columns import COLOUR_VECTOR, VECTOR
-from fruit_pipeline.ml_stages import stage
-from fruit_pipeline.pca import as_vectors
+from fruit_pipeline.contracts import COLOUR_VECTOR, VECTOR
+from fruit_pipeline.core.calibration import softmax
+from fruit_pipeline.parameters import PredictSettings, TrainSettings
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
@@ -20,9 +20,11 @@ from fruit_pipeline.pipelines.train.nodes import (
     select_classifier,
     train_classifier,
 )
+from fruit_pipeline.spark.ml_stages import stage
+from fruit_pipeline.spark.pca import as_vectors
 from tests.helpers import numpy_pca_shares
 
-TRAIN = {
+PARAMETERS = {
     "split_folders": {"train": "Training", "test": "Test"},
     "seed": 42,
     "train_ratio": 0.8,
@@ -40,13 +42,20 @@ TRAIN = {
     },
     "keep_correct": 0.99,
 }
-PCA_ONLY = {
-    **TRAIN,
-    "selection": {
-        **TRAIN["selection"],
-        "candidates": [{"inputs": "pca", "colour": False, "reg_param": 0.01}],
-    },
-}
+TRAIN = TrainSettings.model_validate(PARAMETERS)
+
+
+def with_candidates(*candidates: dict, **selection) -> TrainSettings:
+    """The test's train settings with these candidates (and selection settings) instead."""
+    return TrainSettings.model_validate(
+        {
+            **PARAMETERS,
+            "selection": {**PARAMETERS["selection"], "candidates": candidates, **selection},
+        }
+    )
+
+
+PCA_ONLY = with_candidates({"inputs": "pca", "colour": False, "reg_param": 0.01})
 SCHEMA = "path string, label string, features array<float>, colour array<float>"
 
 
@@ -106,7 +115,8 @@ def test_without_split_folders_the_random_split_is_seeded_and_keeps_the_ratio(sp
     first = {r["path"]: r["split"] for r in assign_split(features, TRAIN).collect()}
     again = {r["path"]: r["split"] for r in assign_split(features.repartition(5), TRAIN).collect()}
     other_seed = {
-        r["path"]: r["split"] for r in assign_split(features, {**TRAIN, "seed": 7}).collect()
+        r["path"]: r["split"]
+        for r in assign_split(features, TRAIN.model_copy(update={"seed": 7})).collect()
     }
     assert first == again
     assert first != other_seed
@@ -187,7 +197,7 @@ def test_every_candidate_is_scored_on_validation_and_the_best_is_chosen(spark):
 
 
 def test_with_validation_errors_a_temperature_is_fitted(spark):
-    overlapping = {**TRAIN, "selection": {**TRAIN["selection"], "calibration_min_errors": 2}}
+    overlapping = with_candidates(*PARAMETERS["selection"]["candidates"], calibration_min_errors=2)
     split_features = assign_split(clustered_features(spark, separation=0.5), overlapping)
     selection = select_classifier(split_features, overlapping)
     assert selection["validation_errors"] >= 2
@@ -236,7 +246,7 @@ def test_the_confusion_plot_names_every_class_even_with_a_hundred_and_twenty():
 def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
     split_features, classifier, _, selection = trained
     new_images = split_features.where("split = 'test'").drop("split")
-    predictions = predict_labels(new_images, classifier, selection, {"top_labels": 3})
+    predictions = predict_labels(new_images, classifier, selection, PredictSettings(top_labels=3))
     assert list(predictions.columns) == [
         "path",
         "predicted_label",
@@ -270,16 +280,10 @@ def test_predictions_give_the_label_its_probability_and_the_top_three(trained):
     assert (predictions["sure"] == (expected_top >= selection["unknown_threshold"])).all()
 
 
-WITH_COLOUR = {
-    **TRAIN,
-    "selection": {
-        **TRAIN["selection"],
-        "candidates": [
-            {"inputs": "features", "colour": False, "reg_param": 0.01},
-            {"inputs": "features", "colour": True, "reg_param": 0.01},
-        ],
-    },
-}
+WITH_COLOUR = with_candidates(
+    {"inputs": "features", "colour": False, "reg_param": 0.01},
+    {"inputs": "features", "colour": True, "reg_param": 0.01},
+)
 
 
 def test_the_colour_histogram_is_chosen_when_it_tells_the_classes_apart(spark):
@@ -304,7 +308,7 @@ def test_the_colour_histogram_is_chosen_when_it_tells_the_classes_apart(spark):
     assert metrics["accuracy"] == 1.0
     assert metrics["colour"] is True
     new_images = split_features.where("split = 'test'").drop("split")
-    predictions = predict_labels(new_images, classifier, selection, {"top_labels": 1})
+    predictions = predict_labels(new_images, classifier, selection, PredictSettings(top_labels=1))
     expected = predictions["path"].str.extract(r"/Test/([^/]+)/")[0]
     assert (predictions["predicted_label"] == expected).all()
 
@@ -315,13 +319,11 @@ def test_a_colour_candidate_on_features_without_colour_says_to_featurize_again(s
         select_classifier(features, WITH_COLOUR)
 
 
-def test_a_candidate_without_its_colour_key_is_refused_by_name(spark):
-    missing = {
-        **TRAIN,
-        "selection": {**TRAIN["selection"], "candidates": [{"inputs": "pca", "reg_param": 0.1}]},
-    }
-    with pytest.raises(ValueError, match=r"give exactly \['inputs', 'colour', 'reg_param'\]"):
-        select_classifier(assign_split(clustered_features(spark), missing), missing)
+def test_a_candidate_without_its_colour_key_is_refused_by_name():
+    with pytest.raises(
+        ValidationError, match=r"selection\.candidates\.0\.colour\n  Field required"
+    ):
+        with_candidates({"inputs": "pca", "reg_param": 0.1})
 
 
 def rows_of_models(spark, *models: tuple[str | None, str]):

@@ -6,12 +6,14 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline import feature_model, feature_table
-from fruit_pipeline.columns import COLOUR, ENGINE, FEATURES, LABEL, WEIGHTS_SHA256
-from fruit_pipeline.embedding import EMBEDDING_SCHEMA, EmbeddingSettings, embed_images
-from fruit_pipeline.feature_table import FeatureTableUpdate
-from fruit_pipeline.images import EMPTY_FILE_REASON
-from fruit_pipeline.input_files import unread_files
+from fruit_pipeline.contracts import COLOUR, ENGINE, FEATURES, LABEL, WEIGHTS_SHA256
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.images import EMPTY_FILE_REASON
+from fruit_pipeline.parameters import FeaturizeSettings
+from fruit_pipeline.spark import feature_table
+from fruit_pipeline.spark.embedding import EMBEDDING_SCHEMA, embed_images
+from fruit_pipeline.spark.feature_table import FeatureTableUpdate
+from fruit_pipeline.spark.input_files import unread_files
 
 # How each listed file (or table row) compares with the features table.
 NEW, CHANGED, UNCHANGED, REMOVED = "new", "changed", "unchanged", "removed"
@@ -30,10 +32,10 @@ def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
 
 
 def plan_featurization(
-    labelled_images: DataFrame, feature_table_state: DataFrame, featurize: dict[str, Any]
+    labelled_images: DataFrame, feature_table_state: DataFrame, featurize: FeaturizeSettings
 ) -> DataFrame:
     """Compare the listed files with the features table: new, changed, unchanged or removed."""
-    if not featurize["full_refresh"]:
+    if not featurize.full_refresh:
         _refuse_other_weights(feature_table_state, featurize)
     # Only the files' metadata is read: in as many tasks as cores, not one per ~30 files.
     spark = labelled_images.sparkSession
@@ -61,14 +63,14 @@ def plan_featurization(
 
 
 def featurize_changes(
-    labelled_images: DataFrame, featurization_plan: DataFrame, featurize: dict[str, Any]
+    labelled_images: DataFrame, featurization_plan: DataFrame, featurize: FeaturizeSettings
 ) -> tuple[FeatureTableUpdate, pd.DataFrame]:
     """Embed the new and changed files (all with full_refresh); the table's update and rejects."""
-    wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
+    wanted = [NEW, CHANGED, UNCHANGED] if featurize.full_refresh else [NEW, CHANGED]
     to_embed = featurization_plan.where(F.col(CHANGE).isin(wanted)).select("path", *SOURCE)
     images = labelled_images.join(to_embed, ["path", *SOURCE], "left_semi")
     embedded = _embed(images, to_embed.count(), featurize)
-    identity = feature_model.identity(featurize["weights"], featurize["engine"])
+    identity = feature_model.identity(featurize.weights, featurize.engine)
     rows = embedded.where(F.col("reason").isNull()).select(
         "path",
         LABEL,
@@ -84,7 +86,7 @@ def featurize_changes(
         .select("path")
         .unionByName(embedded.where(F.col("reason").isNotNull()).select("path"))
     )
-    update = FeatureTableUpdate(rows=rows, removed=removed, replace_all=featurize["full_refresh"])
+    update = FeatureTableUpdate(rows=rows, removed=removed, replace_all=featurize.full_refresh)
     listed = featurization_plan.where(F.col(CHANGE) != REMOVED)
     return update, _rejects(labelled_images, listed, embedded)
 
@@ -94,7 +96,7 @@ def summarize_table_update(
     featurization_plan: DataFrame,
     image_features: DataFrame,
     image_rejects: pd.DataFrame,
-    featurize: dict[str, Any],
+    featurize: FeaturizeSettings,
 ) -> dict[str, Any]:
     """Count what the run found and did; fail unless each listed file is in the table or the
     rejects, once."""
@@ -102,7 +104,7 @@ def summarize_table_update(
     changes = dict.fromkeys((NEW, CHANGED, UNCHANGED, REMOVED), 0) | {
         row[CHANGE]: row["count"] for row in featurization_plan.groupBy(CHANGE).count().collect()
     }
-    wanted = [NEW, CHANGED, UNCHANGED] if featurize["full_refresh"] else [NEW, CHANGED]
+    wanted = [NEW, CHANGED, UNCHANGED] if featurize.full_refresh else [NEW, CHANGED]
     # Each table row with what the plan said of its file (one plan row per path), counted in
     # one pass: rows, paths, rows of files not listed, rows embedded by this run.
     change = F.col(CHANGE)
@@ -127,7 +129,7 @@ def summarize_table_update(
     return {
         "files_listed": listed,
         **{f"files_{change}": count for change, count in changes.items()},
-        "full_refresh": featurize["full_refresh"],
+        "full_refresh": featurize.full_refresh,
         "featurized": featurized,
         "rejected": rejected,
         "rejected_by_reason": _reasons(image_rejects),
@@ -135,12 +137,12 @@ def summarize_table_update(
         "table_version": feature_table.version_of(image_features),
         "images_by_label": _images_by_label(image_features),
         # What made the features: the classifier trained on them expects the same.
-        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
+        "feature_model": feature_model.identity(featurize.weights, featurize.engine),
     }
 
 
 def featurize_images(
-    labelled_images: DataFrame, featurize: dict[str, Any]
+    labelled_images: DataFrame, featurize: FeaturizeSettings
 ) -> tuple[DataFrame, pd.DataFrame]:
     """Embed every image with MobileNetV2, describe its colour; set apart the unreadable files."""
     embedded = _embed(labelled_images, labelled_images.count(), featurize)
@@ -154,7 +156,7 @@ def summarize_featurization(
     raw_images: DataFrame,
     image_features: DataFrame,
     image_rejects: pd.DataFrame,
-    featurize: dict[str, Any],
+    featurize: FeaturizeSettings,
 ) -> dict[str, Any]:
     """Count listed, featurized and rejected files (fail if any went missing); name the model."""
     listed = len(raw_images.inputFiles())
@@ -172,15 +174,15 @@ def summarize_featurization(
         "rejected": rejected,
         "rejected_by_reason": _reasons(image_rejects),
         "images_by_label": images_by_label,
-        "feature_model": feature_model.identity(featurize["weights"], featurize["engine"]),
+        "feature_model": feature_model.identity(featurize.weights, featurize.engine),
     }
 
 
-def _embed(images: DataFrame, total: int, featurize: dict[str, Any]) -> DataFrame:
+def _embed(images: DataFrame, total: int, featurize: FeaturizeSettings) -> DataFrame:
     # With nothing to embed, no model is loaded and no inference engine starts.
     if not total:
         return images.sparkSession.createDataFrame([], EMBEDDING_SCHEMA)
-    return embed_images(images, EmbeddingSettings.from_parameters(featurize), total)
+    return embed_images(images, featurize, total)
 
 
 def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -> pd.DataFrame:
@@ -197,13 +199,13 @@ def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -
     )
 
 
-def _refuse_other_weights(feature_table_state: DataFrame, featurize: dict[str, Any]) -> None:
-    expected = feature_model.identity(featurize["weights"], featurize["engine"])["weights_sha256"]
+def _refuse_other_weights(feature_table_state: DataFrame, featurize: FeaturizeSettings) -> None:
+    expected = feature_model.identity(featurize.weights, featurize.engine)["weights_sha256"]
     found = {row[0] for row in feature_table_state.select(WEIGHTS_SHA256).distinct().collect()}
     if found - {expected}:
         raise ValueError(
             f"The features table holds features of other weights (SHA-256 {sorted(map(str, found))}"
-            f") than this run's featurize.weights={featurize['weights']!r} (SHA-256 {expected}). "
+            f") than this run's featurize.weights={featurize.weights!r} (SHA-256 {expected}). "
             "Features of different weights cannot be mixed: re-embed every image with "
             "`--params featurize.full_refresh=true`, or set featurize.weights back."
         )

@@ -9,20 +9,21 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import RAW_PREDICTION
-from fruit_pipeline.ml_stages import stage
-from fruit_pipeline.pca import as_vectors
+from fruit_pipeline.contracts import RAW_PREDICTION
+from fruit_pipeline.parameters import PredictSettings
+from fruit_pipeline.spark.ml_stages import stage
+from fruit_pipeline.spark.pca import as_vectors
 
 
 def predict_labels(
     new_image_features: DataFrame,
     classifier: PipelineModel,
     classifier_selection: dict[str, Any],
-    predict: dict[str, Any],
+    predict: PredictSettings,
 ) -> pd.DataFrame:
     """Name the fruit of each image, how sure, and the top labels with their probabilities."""
     labels = stage(classifier, IndexToString).getLabels()
-    top = min(predict["top_labels"], len(labels))
+    top = min(predict.top_labels, len(labels))
     scored = classifier.transform(as_vectors(new_image_features))
     probabilities = calibrated_probabilities(classifier_selection["temperature"])
     # (probability, label) pairs sorted by probability, highest first, all inside Spark.

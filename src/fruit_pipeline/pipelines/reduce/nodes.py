@@ -1,7 +1,6 @@
 """Nodes of the reduce pipeline."""
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,20 +12,21 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import COMPONENTS, FEATURES, LABEL
-from fruit_pipeline.feature_table import version_of
-from fruit_pipeline.ml_stages import stage
-from fruit_pipeline.pca import as_vectors, fit_scaled_pca
+from fruit_pipeline.contracts import COMPONENTS, FEATURES, LABEL
+from fruit_pipeline.parameters import ReduceSettings
+from fruit_pipeline.spark.feature_table import version_of
+from fruit_pipeline.spark.ml_stages import stage
+from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca
 
 logger = logging.getLogger(__name__)
 
 
-def fit_pca(image_features: DataFrame, reduce: dict[str, Any]) -> tuple[PipelineModel, dict]:
+def fit_pca(image_features: DataFrame, reduce: ReduceSettings) -> tuple[PipelineModel, dict]:
     """Fit the standardization and PCA once and keep the smallest k reaching the threshold."""
-    threshold = reduce["variance_threshold"]
+    threshold = reduce.variance_threshold
     # The PCA is of the embedding alone: the colour histogram is not read.
     embeddings = as_vectors(image_features.select(FEATURES))
-    fit = fit_scaled_pca(embeddings, threshold, reduce["max_components"])
+    fit = fit_scaled_pca(embeddings, threshold, reduce.max_components)
     explained = fit.explained_variance
     k = fit.components
     cumulative = np.cumsum(explained)

@@ -23,10 +23,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.calibration import fit_temperature, log_loss, reliability, softmax
-from fruit_pipeline.classifier_export import FORMAT as EXPORT_FORMAT
-from fruit_pipeline.columns import (
+from fruit_pipeline.contracts import (
     ARRAY_OF_VECTOR,
     COLOUR_VECTOR,
     COMPONENTS,
@@ -45,19 +42,23 @@ from fruit_pipeline.columns import (
     VECTOR,
     WEIGHTS_SHA256,
 )
-from fruit_pipeline.feature_table import version_of
-from fruit_pipeline.ml_stages import stage
-from fruit_pipeline.pca import as_vectors, fit_scaled_pca, fit_standardizer
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliability, softmax
+from fruit_pipeline.core.classifier_export import FORMAT as EXPORT_FORMAT
+from fruit_pipeline.parameters import Candidate, SelectionSettings, TrainSettings
+from fruit_pipeline.spark.feature_table import version_of
+from fruit_pipeline.spark.ml_stages import stage
+from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
 logger = logging.getLogger(__name__)
 
 
-def assign_split(image_features: DataFrame, train: dict[str, Any]) -> DataFrame:
+def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
     """Add `split`: test from the data set's folders (else seeded), validation carved from train."""
     split_folder = F.regexp_extract("path", r"([^/]+)/[^/]+/[^/]+$", 1)
-    folders = train["split_folders"]
-    from_folders = F.when(split_folder == folders["train"], TRAIN).when(
-        split_folder == folders["test"], TEST
+    folders = train.split_folders
+    from_folders = F.when(split_folder == folders.train, TRAIN).when(
+        split_folder == folders.test, TEST
     )
     sides = {row[0] for row in image_features.select(from_folders).distinct().collect()}
     if sides == {TRAIN, TEST}:
@@ -66,14 +67,14 @@ def assign_split(image_features: DataFrame, train: dict[str, Any]) -> DataFrame:
         logger.info(
             "The images do not all sit under %s/ and %s/ with both present: splitting at random "
             "(seed %s, %.0f%% train).",
-            folders["train"],
-            folders["test"],
-            train["seed"],
-            100 * train["train_ratio"],
+            folders.train,
+            folders.test,
+            train.seed,
+            100 * train.train_ratio,
         )
-        split = F.when(_draw(train["seed"]) < train["train_ratio"], TRAIN).otherwise(TEST)
+        split = F.when(_draw(train.seed) < train.train_ratio, TRAIN).otherwise(TEST)
     # Another draw (seed + 1) sets the validation images apart, inside the training side.
-    validation = _draw(train["seed"] + 1) < train["selection"]["validation_ratio"]
+    validation = _draw(train.seed + 1) < train.selection.validation_ratio
     return image_features.withColumn(
         SPLIT, F.when((split == TRAIN) & validation, VALIDATION).otherwise(split)
     )
@@ -86,9 +87,9 @@ def _draw(seed: int) -> Column:
     return F.abs(F.xxhash64(image, F.lit(seed))) % 1_000_000 / 1_000_000
 
 
-def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[str, Any]:
+def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[str, Any]:
     """Fit each candidate on train, score it on validation; keep the best, fit its calibration."""
-    selection = train["selection"]
+    selection = train.selection
     training = as_vectors(split_features.where(F.col(SPLIT) == TRAIN)).persist()
     validation = as_vectors(split_features.where(F.col(SPLIT) == VALIDATION)).persist()
     if validation.isEmpty():
@@ -97,19 +98,19 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
         )
     inputs_by_kind: dict[tuple[str, bool], tuple[PipelineModel, str, dict[str, Any]]] = {}
     candidates, margins = [], {}
-    for candidate in map(checked_candidate, selection["candidates"]):
+    for candidate in selection.candidates:
         started = time.perf_counter()
-        kind = (candidate["inputs"], candidate["colour"])
+        kind = (candidate.inputs, candidate.colour)
         if kind not in inputs_by_kind:
             inputs_by_kind[kind] = fit_inputs(training, *kind, train)
         model, report = fit_classifier(training, inputs_by_kind[kind], candidate, selection)
         scored = score(model, validation)
-        name = candidate_name(candidate)
+        name = candidate.name()
         margins[name] = scored
         candidates.append(
             {
                 "name": name,
-                **candidate,
+                **candidate.model_dump(),
                 **report,
                 "validation_accuracy": float(np.mean(scored.predicted == scored.labels)),
                 "validation_log_loss": log_loss(scored.margins, scored.labels),
@@ -124,62 +125,45 @@ def select_classifier(split_features: DataFrame, train: dict[str, Any]) -> dict[
     training.unpersist()
     validation.unpersist()
     best = max(candidates, key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"]))
+    chosen_candidate = selection.candidates[candidates.index(best)]
     chosen = margins[best["name"]]
     errors = int(np.sum(chosen.predicted != chosen.labels))
     # Without errors on validation, log loss falls as T -> 0: a fit would only make every
     # answer "certain". Then the margins are kept as they are (T = 1).
-    fitted = errors >= selection["calibration_min_errors"]
+    fitted = errors >= selection.calibration_min_errors
     temperature = fit_temperature(chosen.margins, chosen.labels) if fitted else 1.0
     calibrated = softmax(chosen.margins, temperature)
     unknown = unknown_threshold(
-        calibrated.max(axis=1), chosen.predicted == chosen.labels, train["keep_correct"]
+        calibrated.max(axis=1), chosen.predicted == chosen.labels, train.keep_correct
     )
     return {
         "candidates": candidates,
-        "chosen": {key: best[key] for key in ("name", *CANDIDATE_KEYS)},
+        "chosen": {"name": best["name"], **chosen_candidate.model_dump()},
         "validation_images": len(chosen.labels),
         "validation_errors": errors,
         "temperature": temperature,
         "temperature_fitted": fitted,
         "validation_log_loss_calibrated": log_loss(chosen.margins, chosen.labels, temperature),
         "unknown_threshold": unknown["threshold"],
-        "keep_correct": train["keep_correct"],
+        "keep_correct": train.keep_correct,
     }
 
 
-CANDIDATE_KEYS = ("inputs", "colour", "reg_param")
-
-
-def checked_candidate(candidate: dict[str, Any]) -> dict[str, Any]:
-    """A candidate of `train.selection.candidates` with exactly the keys it needs."""
-    if set(candidate) != set(CANDIDATE_KEYS):
-        raise ValueError(
-            f"train.selection candidate {candidate}: give exactly {list(CANDIDATE_KEYS)}, e.g. "
-            "{inputs: features, colour: true, reg_param: 0.001}."
-        )
-    return candidate
-
-
-def candidate_name(candidate: dict[str, Any]) -> str:
-    """What a candidate takes and its regularization, e.g. `features + colour, reg_param 0.001`."""
-    descriptors = candidate["inputs"] + (" + colour" if candidate["colour"] else "")
-    return f"{descriptors}, reg_param {candidate['reg_param']}"
-
-
 def train_classifier(
-    split_features: DataFrame, classifier_selection: dict[str, Any], train: dict[str, Any]
+    split_features: DataFrame, classifier_selection: dict[str, Any], train: TrainSettings
 ) -> tuple[PipelineModel, dict[str, Any]]:
     """Refit the chosen candidate on every training image (validation included)."""
     training = as_vectors(split_features.where(F.col(SPLIT).isin(TRAIN, VALIDATION))).persist()
     chosen = classifier_selection["chosen"]
-    inputs = fit_inputs(training, chosen["inputs"], chosen["colour"], train)
-    model, report = fit_classifier(training, inputs, chosen, train["selection"])
+    candidate = Candidate.model_validate({k: v for k, v in chosen.items() if k != "name"})
+    inputs = fit_inputs(training, candidate.inputs, candidate.colour, train)
+    model, report = fit_classifier(training, inputs, candidate, train.selection)
     training.unpersist()
     return model, {**inputs[2], **report, "chosen": chosen["name"]}
 
 
 def fit_inputs(
-    training: DataFrame, kind: str, colour: bool, train: dict[str, Any]
+    training: DataFrame, kind: str, colour: bool, train: TrainSettings
 ) -> tuple[PipelineModel, str, dict[str, Any]]:
     """The classifier's input stages: the embedding (with the colour histogram if asked)
     assembled, then standardization and PCA (`pca`) or standardization only (`features`)."""
@@ -194,9 +178,7 @@ def fit_inputs(
     )
     assembled = assembler.transform(training)
     if kind == "pca":
-        fit = fit_scaled_pca(
-            assembled, train["variance_threshold"], train["max_components"], DESCRIPTORS
-        )
+        fit = fit_scaled_pca(assembled, train.variance_threshold, train.max_components, DESCRIPTORS)
         return (
             PipelineModel([assembler, *fit.model.stages]),
             COMPONENTS,
@@ -227,8 +209,8 @@ def fit_inputs(
 def fit_classifier(
     training: DataFrame,
     inputs: tuple[PipelineModel, str, dict[str, Any]],
-    candidate: dict[str, Any],
-    selection: dict[str, Any],
+    candidate: Candidate,
+    selection: SelectionSettings,
 ) -> tuple[PipelineModel, dict[str, Any]]:
     """Label indexer, input stages, multinomial logistic regression and label names, fitted."""
     input_model, input_column, _ = inputs
@@ -240,15 +222,15 @@ def fit_classifier(
         labelCol=LABEL_INDEX,
         predictionCol=PREDICTION_INDEX,
         family="multinomial",
-        maxIter=selection["max_iter"],
-        regParam=candidate["reg_param"],
-        elasticNetParam=selection["elastic_net_param"],
+        maxIter=selection.max_iter,
+        regParam=candidate.reg_param,
+        elasticNetParam=selection.elastic_net_param,
     ).fit(PipelineModel(stages).transform(training))
     iterations = regression.summary.totalIterations
     names = IndexToString(
         inputCol=PREDICTION_INDEX, outputCol=PREDICTED_LABEL, labels=label_indexer.labels
     )
-    report = {"iterations": iterations, "converged": iterations < selection["max_iter"]}
+    report = {"iterations": iterations, "converged": iterations < selection.max_iter}
     return PipelineModel([*stages, regression, names]), report
 
 
@@ -408,8 +390,8 @@ def export_classifier(
         "pca_components": pca[0].pc.toArray().tolist() if pca else None,
         "coefficients": regression.coefficientMatrix.toArray().tolist(),
         "intercepts": regression.interceptVector.toArray().tolist(),
-        "temperature": selection["temperature"],
-        "unknown_threshold": selection["unknown_threshold"],
+        "temperature": selection.temperature,
+        "unknown_threshold": selection.unknown_threshold,
         "feature_model": training_feature_model,
         "metrics": {key: classification_metrics[key] for key in exported_metrics}
         | {

@@ -1,4 +1,4 @@
-"""`fruit-deploy` (or `python -m fruit_pipeline.deploy`): run the pipelines on AWS EMR, EU only.
+"""`fruit-deploy`: run the pipelines on AWS EMR, EU only.
 
 Sub-commands, in the order a user runs them from a laptop:
   apply-stack     the account's resources (deploy/cloudformation/account.yaml): the bucket with
@@ -38,10 +38,10 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from fruit_pipeline.deploy_settings import Settings, check_region, load_settings
-from fruit_pipeline.wheelhouse import WheelhouseError, build_wheelhouse
+from fruit_pipeline.apps.deploy.settings import Settings, check_region, load_settings
+from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
 
-logger = logging.getLogger("fruit_pipeline.deploy")
+logger = logging.getLogger("fruit_pipeline.apps.deploy.commands")
 
 # Outputs worth bringing home: the tables and reports, not the 1280-d features.
 FETCHED_FOLDERS = ("05_model_input", "07_model_output", "08_reporting")

@@ -18,11 +18,11 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from fruit_pipeline.calibration import softmax
-from fruit_pipeline.colour import colour_histogram
-from fruit_pipeline.columns import COLOUR, FEATURES
+from fruit_pipeline.contracts import COLOUR, FEATURES
+from fruit_pipeline.core.calibration import softmax
+from fruit_pipeline.core.colour import colour_histogram
 
-FORMAT = "fruit_pipeline.classifier_export/2"
+FORMAT = "fruit_pipeline.core.classifier_export/2"
 
 
 @dataclass(frozen=True)

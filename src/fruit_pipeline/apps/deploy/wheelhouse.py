@@ -19,6 +19,8 @@ NODE_PLATFORMS = (
 )
 NODE_PYTHON_VERSION = "3.11"
 NODE_ABI = "cp311"
+# The featurize driver converts the weights to ONNX with Keras (pyspark is EMR's own).
+NODE_EXTRAS = "[keras]"
 # Installed without its dependencies over EMR's own Spark (its pyspark would shadow EMR's).
 WITHOUT_DEPENDENCIES = ("delta-spark",)
 
@@ -54,7 +56,7 @@ def build_wheelhouse(project_wheel: Path, constraints: Path, dest: Path) -> list
         "-c",
         str(constraints),
     ]
-    _pip("download", *for_the_nodes, str(project_wheel))
+    _pip("download", *for_the_nodes, f"{project_wheel}{NODE_EXTRAS}")
     _pip("download", *for_the_nodes, "--no-deps", *WITHOUT_DEPENDENCIES)
     return sorted(dest.glob("*.whl"))
 
@@ -71,7 +73,7 @@ def _source_only_requirements(project_wheel: Path, constraints: Path) -> list[st
             str(report),
             "-c",
             str(constraints),
-            str(project_wheel),
+            f"{project_wheel}{NODE_EXTRAS}",
         )
         resolved = json.loads(report.read_text())["install"]
     return [

@@ -4,7 +4,7 @@ Plain names, no Spark: the service and the export read them without pyspark.
 """
 
 # Input rows: the 1280 floats of an image's embedding as an array, and the same as an ML vector;
-# its colour histogram (fruit_pipeline.colour) likewise; what a classifier takes, assembled.
+# its colour histogram (fruit_pipeline.core.colour) likewise; what a classifier takes, assembled.
 FEATURES = "features"
 VECTOR = "vector"
 COLOUR = "colour"
@@ -15,7 +15,7 @@ WEIGHTS_SHA256 = "weights_sha256"
 ENGINE = "engine"
 # The table's array column behind each vector column.
 ARRAY_OF_VECTOR = {VECTOR: FEATURES, COLOUR_VECTOR: COLOUR}
-# The standardization and PCA stages (fruit_pipeline.pca).
+# The standardization and PCA stages (fruit_pipeline.spark.pca).
 INFORMATIVE = "informative"
 SCALED = "scaled"
 COMPONENTS = "components"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.feature_model import INPUT_NAME
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.feature_model import INPUT_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from fruit_pipeline.config import config_loader
 
-logger = logging.getLogger("fruit_pipeline.sample_images")
+logger = logging.getLogger("fruit_pipeline.apps.tools.sample_images")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 

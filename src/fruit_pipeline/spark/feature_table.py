@@ -9,8 +9,8 @@ was; files it wrote without committing are never read and VACUUM removes them.
 
 Why Delta Lake: atomic commits and history on a plain folder or S3 prefix, MERGE, time travel,
 and EMR 7 ships it (`delta-defaults` classification). kedro-datasets' Delta datasets load a table
-or overwrite and append to it; none merges, hence `fruit_pipeline.datasets.FeatureTableDataset`
-on top of this module.
+or overwrite and append to it; none merges, hence the catalog's own `FeatureTableDataset`
+(`fruit_pipeline.datasets.feature_table`) on top of this module.
 """
 
 import logging
@@ -31,7 +31,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fruit_pipeline.columns import FEATURES
+from fruit_pipeline.contracts import FEATURES
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import json
 import sys
 from pathlib import Path
 
-from fruit_pipeline import feature_table
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.spark_session import start_spark
+from fruit_pipeline.spark import feature_table
+from fruit_pipeline.spark.session import start_spark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,12 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fruit_pipeline import __version__, feature_model
-from fruit_pipeline.classifier_export import ExportedClassifier
+from fruit_pipeline import __version__
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.images import ImageRejected, decode_image
-from fruit_pipeline.predictors import Predictor, onnx_predictor
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.classifier_export import ExportedClassifier
+from fruit_pipeline.core.images import ImageRejected, decode_image
+from fruit_pipeline.core.predictors import Predictor, onnx_predictor
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ def create_app(service: Service) -> FastAPI:
         description="Names the fruit in a photo: MobileNetV2 features and the trained classifier.",
     )
     app.add_middleware(UploadLimit, max_bytes=service.options.max_upload_bytes)
-    page = files("fruit_pipeline.web").joinpath("index.html").read_text(encoding="utf-8")
+    page = files("fruit_pipeline.apps.serve.web").joinpath("index.html").read_text(encoding="utf-8")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     # Each worker process loads the models itself, from the options put in its environment.
     os.environ[OPTIONS_VARIABLE] = json.dumps({"options": asdict(options), "facts": facts})
     uvicorn.run(
-        "fruit_pipeline.serve:app_from_environment",
+        "fruit_pipeline.apps.serve.app:app_from_environment",
         factory=True,
         host=args.host,
         port=args.port,

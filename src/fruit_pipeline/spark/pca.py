@@ -33,14 +33,14 @@ from pyspark.ml.linalg import DenseMatrix, DenseVector
 from pyspark.ml.stat import Correlation
 from pyspark.sql import DataFrame
 
-from fruit_pipeline.columns import (
+from fruit_pipeline.contracts import (
     ARRAY_OF_VECTOR,
     COMPONENTS,
     INFORMATIVE,
     SCALED,
     VECTOR,
 )
-from fruit_pipeline.ml_stages import stage
+from fruit_pipeline.spark.ml_stages import stage
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,16 +16,16 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from fruit_pipeline import feature_model
-from fruit_pipeline.colour import colour_histogram
-from fruit_pipeline.feature_model import INPUT_SIZE
-from fruit_pipeline.images import ImageRejected, decode_image
-from fruit_pipeline.predictors import Predictor, keras_predictor, onnx_predictor
-from fruit_pipeline.progress import ProgressLog
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.colour import colour_histogram
+from fruit_pipeline.core.feature_model import INPUT_SIZE
+from fruit_pipeline.core.images import ImageRejected, decode_image
+from fruit_pipeline.core.predictors import Predictor, keras_predictor, onnx_predictor
+from fruit_pipeline.core.progress import ProgressLog
+from fruit_pipeline.parameters import FeaturizeSettings
 
 logger = logging.getLogger(__name__)
 
-ENGINES = ("onnxruntime", "keras")
 # The identity of each source file travels with its row (`length`, `modificationTime`: Spark's
 # binaryFile columns), so the features table needs no join with the listing afterwards.
 PASSED_THROUGH = ("path", "label", "length", "modificationTime")
@@ -39,35 +39,6 @@ _worker_predictors: dict[str, Predictor] = {}
 
 
 @dataclass(frozen=True)
-class EmbeddingSettings:
-    """The `featurize` parameters, by name."""
-
-    full_refresh: bool  # the featurize pipeline embeds every file, not only new or changed ones
-    weights: str | None  # `imagenet`, a .h5 path or URL, or None (random)
-    engine: str  # one of ENGINES
-    model_cache: str  # folder or URL of the converted ONNX models
-    batch_size: int  # images per model call
-    max_image_pixels: int  # larger images are rejected before decoding
-    threads_per_worker: int  # engine threads in each Spark Python worker
-    images_per_task: int  # inference tasks of about this many images...
-    partitions: int | None  # ...unless set: this many tasks
-
-    @classmethod
-    def from_parameters(cls, featurize: dict[str, Any]) -> "EmbeddingSettings":
-        """The settings from the `featurize` parameters; unknown or missing names are errors."""
-        names = {field.name for field in fields(cls)}
-        unknown, missing = set(featurize) - names, names - set(featurize)
-        if unknown or missing:
-            raise ValueError(
-                f"featurize parameters: unknown {sorted(unknown)}, missing {sorted(missing)}."
-            )
-        settings = cls(**featurize)
-        if settings.engine not in ENGINES:
-            raise ValueError(f"featurize.engine is {settings.engine!r}: use one of {ENGINES}.")
-        return settings
-
-
-@dataclass(frozen=True)
 class WorkerModel:
     """What each worker needs to build its predictor: ONNX bytes or Keras weights."""
 
@@ -75,7 +46,7 @@ class WorkerModel:
     payload: bytes | list[np.ndarray]
 
 
-def load_worker_model(settings: EmbeddingSettings) -> WorkerModel:
+def load_worker_model(settings: FeaturizeSettings) -> WorkerModel:
     """On the driver: the model of the chosen engine, from the weights."""
     if settings.engine == "onnxruntime":
         model = feature_model.onnx_feature_model(settings.weights, settings.model_cache)
@@ -83,7 +54,7 @@ def load_worker_model(settings: EmbeddingSettings) -> WorkerModel:
     return WorkerModel("keras", feature_model.load_feature_weights(settings.weights))
 
 
-def embed_images(images: DataFrame, settings: EmbeddingSettings, total: int) -> DataFrame:
+def embed_images(images: DataFrame, settings: FeaturizeSettings, total: int) -> DataFrame:
     """Embed (PASSED_THROUGH, content) rows into (PASSED_THROUGH, features, colour, reason), once.
 
     The model is broadcast once; each Python worker builds its predictor once. A row either
@@ -124,7 +95,7 @@ def _partition_embedder(
     engine: str,
     broadcast_model: Any,
     model_key: str,
-    settings: EmbeddingSettings,
+    settings: FeaturizeSettings,
     embedded_count: Any,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     def embed_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -1,0 +1,1 @@
+"""fruit-deploy: the AWS side (S3, CloudFormation, EMR) provisioned and driven as code."""

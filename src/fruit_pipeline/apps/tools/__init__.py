@@ -1,0 +1,1 @@
+"""Small command-line tools: the sample images, the features table's history."""

@@ -1,0 +1,94 @@
+"""The pipelines' parameters as typed settings, one class per `conf/*/parameters_*.yml` block.
+
+A node names its settings class in its signature; Kedro builds it from the run's parameters
+before any node runs, so a mistyped, missing or mistyped-value key stops every run at its start
+(even one with nothing to do) with the key's name, never half-way through.
+"""
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Settings(BaseModel):
+    """Parameters that are exactly these keys, of these types, and never change during a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Engine = Literal["onnxruntime", "keras"]
+ENGINES = get_args(Engine)
+
+
+class FeaturizeSettings(Settings):
+    """`featurize`: how images become features (the featurize and predict pipelines)."""
+
+    full_refresh: bool  # embed every file, not only the new or changed ones
+    weights: str | None  # `imagenet`, a .h5 path or URL, or None (random)
+    engine: Engine  # ONNX Runtime (the default) or Keras, for comparison
+    model_cache: str  # folder or URL of the converted ONNX models
+    batch_size: int = Field(gt=0)  # images per model call
+    max_image_pixels: int = Field(gt=0)  # larger images are rejected before decoding
+    threads_per_worker: int = Field(gt=0)  # engine threads in each Spark Python worker
+    images_per_task: int = Field(gt=0)  # inference tasks of about this many images...
+    partitions: int | None = Field(gt=0)  # ...unless set: this many tasks
+
+
+class ReduceSettings(Settings):
+    """`reduce`: the PCA of the standardized embeddings."""
+
+    variance_threshold: float = Field(gt=0, le=1)  # the smallest k whose share reaches this
+    max_components: int = Field(gt=0)  # components fitted at most
+
+
+class Candidate(Settings):
+    """One classifier to try: its inputs, with or without the colour histogram, its L2 weight."""
+
+    inputs: Literal["pca", "features"]
+    colour: bool
+    reg_param: float = Field(ge=0)
+
+    def name(self) -> str:
+        """What it takes and its regularization, e.g. `features + colour, reg_param 0.001`."""
+        return f"{self.inputs}{' + colour' if self.colour else ''}, reg_param {self.reg_param}"
+
+
+class SelectionSettings(Settings):
+    """`train.selection`: the candidates, scored on validation images, and their fitting."""
+
+    validation_ratio: float = Field(gt=0, lt=1)
+    candidates: tuple[Candidate, ...] = Field(min_length=1)
+    max_iter: int = Field(gt=0)
+    elastic_net_param: float = Field(ge=0, le=1)
+    calibration_min_errors: int = Field(ge=0)
+
+
+class SplitFolders(Settings):
+    """Fruits-360's own split: the folders that hold the training and the test images."""
+
+    train: str
+    test: str
+
+
+class TrainSettings(Settings):
+    """`train`: the split, the PCA of the `pca` candidates, the selection, the "not sure" rule."""
+
+    split_folders: SplitFolders
+    seed: int
+    train_ratio: float = Field(gt=0, lt=1)
+    variance_threshold: float = Field(gt=0, le=1)
+    max_components: int = Field(gt=0)
+    selection: SelectionSettings
+    keep_correct: float = Field(gt=0, le=1)  # share of right answers kept above the threshold
+
+
+class PredictSettings(Settings):
+    """`predict`: what the batch predictions list."""
+
+    top_labels: int = Field(gt=0)
+
+
+class MaintainSettings(Settings):
+    """`maintain`: how long the features table keeps files no current version uses."""
+
+    retain_hours: float = Field(ge=0)

@@ -1,0 +1,1 @@
+"""Spark adapters: the session, the embedding UDF, the features table, the PCA, Spark ML stages."""
