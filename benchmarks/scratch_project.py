@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fruit_pipeline.contracts import IMAGE_SUFFIXES
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,9 +21,6 @@ def new_project(root: Path) -> Path:
     (root / "conf" / "local").mkdir()
     (root / "src").mkdir()
     return root
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 
 
 @dataclass

@@ -6,6 +6,8 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
+import fruit_pipeline.core.images  # noqa: F401  (registers the HEIC opener for encode)
+
 
 def encode(image: Image.Image, image_format: str, **options) -> bytes:
     """The bytes of an image saved in a format."""
@@ -45,4 +47,23 @@ def bad_files() -> dict[str, tuple[bytes, str]]:
         "text.jpg": (b"this is not an image\n", "not an image"),
         "empty.jpg": (b"", "empty"),
         "bomb.jpg": (bomb, "too large"),
+    }
+
+
+def smooth_picture() -> Image.Image:
+    """A 64x48 colour gradient: lossy codecs keep it close, unlike random noise."""
+    x, y = np.meshgrid(np.linspace(0, 1, 64), np.linspace(0, 1, 48))
+    channels = np.stack([x, y, 1 - x * y], axis=-1)
+    return Image.fromarray((channels * 255).astype(np.uint8), "RGB")
+
+
+@cache
+def photo_formats() -> dict[str, bytes]:
+    """One picture in each format phones and the web send, named by its own suffix."""
+    picture = smooth_picture()
+    return {
+        "photo.jpg": encode(picture, "JPEG", quality=95),
+        "photo.PNG": encode(picture, "PNG"),
+        "photo.webp": encode(picture, "WEBP", lossless=True),
+        "photo.heic": encode(picture, "HEIF", quality=-1),
     }

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from fruit_pipeline.core.images import ImageRejected, decode_image, to_rgb
-from tests.images import bad_files, encode, fruit, good_files
+from tests.images import bad_files, encode, fruit, good_files, photo_formats, smooth_picture
 
 LIMIT = 25_000_000
 
@@ -48,3 +48,26 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped():
 def test_cmyk_and_palette_convert_to_rgb():
     assert to_rgb(fruit(mode="CMYK")).mode == "RGB"
     assert to_rgb(fruit(mode="P")).mode == "RGB"
+
+
+@pytest.mark.parametrize("name", sorted(photo_formats()))
+def test_jpeg_png_webp_and_heic_photos_decode_to_the_same_picture(name):
+    expected = np.asarray(smooth_picture().resize((224, 224), Image.Resampling.BILINEAR))
+    pixels = decode_image(photo_formats()[name], 224, LIMIT)
+    if name.endswith(("PNG", "webp")):  # lossless
+        assert np.array_equal(pixels, expected)
+    else:  # JPEG and HEIC are lossy: close on a smooth picture
+        assert np.abs(pixels.astype(int) - expected).mean() < 4
+
+
+def test_the_exif_orientation_turns_the_photo_upright():
+    # A phone stores a portrait photo as landscape pixels with EXIF orientation 6 (turn 90 deg).
+    upright = Image.new("RGB", (40, 80), (255, 0, 0))
+    upright.paste((0, 0, 255), (0, 0, 40, 40))  # blue on the top half
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    pixels = decode_image(encode(stored, "JPEG", exif=exif, quality=95), 224, LIMIT)
+    top, bottom = pixels[:100].reshape(-1, 3).mean(axis=0), pixels[124:].reshape(-1, 3).mean(axis=0)
+    assert top[2] > 200 > top[0]
+    assert bottom[0] > 200 > bottom[2]

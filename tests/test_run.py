@@ -194,6 +194,7 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
     assert {"raw_images", "feature_table_state", "image_features"} <= data_names("featurize")
     assert task_names("reduce") == reduce
     assert task_names("train") == {
+        "name_fruits",
         "assign_split",
         "select_classifier",
         "train_classifier",

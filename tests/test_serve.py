@@ -17,6 +17,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from pyspark.ml import PipelineModel
 
 from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
@@ -142,6 +143,19 @@ def test_a_photo_gets_its_label_the_top_candidates_and_a_fact(client):
     assert answer["probability"] >= answer["top"][1]["probability"]
     assert answer["fact"] == FACTS["lemon"]
     assert answer["model"]["feature_model"]["engine"] == "onnxruntime"
+
+
+# A 12-megapixel JPEG as a phone stores it; a HEIC smaller (its encoder takes minutes at 12 MP).
+@pytest.mark.parametrize(("image_format", "size"), [("JPEG", (3024, 4032)), ("HEIF", (600, 800))])
+def test_a_phone_photo_in_jpeg_or_heic_gets_its_fruit(client, image_format, size):
+    lemon = next(path for path in sample_test_images() if path.parent.name == "lemon")
+    # A portrait shot stored as landscape pixels with EXIF orientation 6.
+    stored = Image.open(lemon).resize(size).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = encode(stored, image_format, exif=exif.tobytes(), quality=90)
+    answer = upload(client, photo, name=f"IMG_0001.{image_format.lower()}").json()
+    assert answer["top"][0]["label"] == "lemon", answer
 
 
 def test_the_service_gives_the_spark_models_answer_for_a_photo(client, scored_test_images):

@@ -19,12 +19,18 @@ ARRAY_OF_VECTOR = {VECTOR: FEATURES, COLOUR_VECTOR: COLOUR}
 INFORMATIVE = "informative"
 SCALED = "scaled"
 COMPONENTS = "components"
-# The classifier (train pipeline).
+# The classifier (train pipeline): `label` is what it learns, the fruit or the variety
+# (`train.label_level`); the other of the two is kept beside it.
 LABEL = "label"
+FRUIT = "fruit"
+VARIETY = "variety"
 LABEL_INDEX = "label_index"
 PREDICTION_INDEX = "prediction_index"
 PREDICTED_LABEL = "predicted_label"
 RAW_PREDICTION = "rawPrediction"
+# The image files every input folder is listed for (lower case; conf/base/globals.yml's
+# `image_files` glob says the same to Spark): phones send HEIC, the web PNG and WebP.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 # Which images train, choose and test the classifier.
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"

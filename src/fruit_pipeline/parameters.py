@@ -71,8 +71,10 @@ class SplitFolders(Settings):
 
 
 class TrainSettings(Settings):
-    """`train`: the split, the PCA of the `pca` candidates, the selection, the "not sure" rule."""
+    """`train`: what it learns, the split, the PCA of the `pca` candidates, the selection, the
+    "not sure" rule."""
 
+    label_level: Literal["fruit", "variety"]  # the fruit (fruit_names) or the folder's name
     split_folders: SplitFolders
     seed: int
     train_ratio: float = Field(gt=0, lt=1)

@@ -1,4 +1,5 @@
 import math
+import shutil
 from pathlib import Path
 
 import fsspec
@@ -7,6 +8,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.contracts import IMAGE_SUFFIXES
 from fruit_pipeline.core import feature_model, predictors
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.images import decode_image
@@ -20,8 +23,8 @@ from fruit_pipeline.pipelines.featurize.nodes import (
     summarize_table_update,
 )
 from fruit_pipeline.spark import embedding
-from tests.helpers import SAMPLE
-from tests.images import bad_files, good_files
+from tests.helpers import PROJECT_ROOT, SAMPLE
+from tests.images import bad_files, good_files, photo_formats
 
 PARAMETERS = {
     "full_refresh": False,
@@ -37,11 +40,14 @@ PARAMETERS = {
 FEATURIZE = FeaturizeSettings.model_validate(PARAMETERS)
 
 
+IMAGE_FILES = config_loader(PROJECT_ROOT)["globals"]["image_files"]
+
+
 def binary_files(spark, folder: Path | list[str]):
     """Read a folder (or several) the way the catalog's raw_images entry does."""
     return (
         spark.read.format("binaryFile")
-        .option("pathGlobFilter", "*.jpg")
+        .option("pathGlobFilter", IMAGE_FILES)
         .option("recursiveFileLookup", "true")
         .load(folder if isinstance(folder, list) else str(folder))
     )
@@ -303,15 +309,24 @@ def test_the_onnx_model_is_converted_once_per_weights_file(weights_file, tmp_pat
     assert feature_model.onnx_feature_model(str(copy), str(tmp_path)) == converted
 
 
-def test_without_keras_an_uncached_model_is_a_clear_error(weights_file, tmp_path, monkeypatch):
+def test_without_keras_the_one_cached_conversion_is_used_else_a_clear_error(
+    weights_file, tmp_path, monkeypatch
+):
+    converted = feature_model.onnx_feature_model(str(weights_file), str(tmp_path / "cache"))
     real_find_spec = feature_model.importlib.util.find_spec
     monkeypatch.setattr(
         feature_model.importlib.util,
         "find_spec",
         lambda name, *args: None if name == "keras" else real_find_spec(name, *args),
     )
-    with pytest.raises(RuntimeError, match="converting it needs Keras and TensorFlow"):
-        feature_model.onnx_feature_model(str(weights_file), str(tmp_path))
+    # A serving install: no converter, so its versions are unknown; the one conversion is used.
+    assert feature_model.onnx_feature_model(str(weights_file), str(tmp_path / "cache")) == converted
+    with pytest.raises(RuntimeError, match="0 ONNX models of these weights.*no Keras"):
+        feature_model.onnx_feature_model(str(weights_file), str(tmp_path / "empty"))
+    (cached,) = (tmp_path / "cache").glob("*.onnx")
+    shutil.copy(cached, cached.with_name(cached.name.replace(".onnx", "0.onnx")))
+    with pytest.raises(RuntimeError, match="2 ONNX models of these weights"):
+        feature_model.onnx_feature_model(str(weights_file), str(tmp_path / "cache"))
 
 
 def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_file, tmp_path):
@@ -327,3 +342,20 @@ def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_fil
     expected = np.asarray(keras_model.predict_on_batch(pixels))
     assert expected.shape == (len(pixels), feature_model.FEATURE_SIZE)
     assert float(np.max(np.abs(predict(pixels) - expected))) <= 1e-4
+
+
+def test_every_photo_format_is_listed_and_featurized_and_only_those(spark, tmp_path):
+    write_files(tmp_path / "images" / "pear", {**photo_formats(), "notes.txt": b"not an image"})
+    corpus = binary_files(spark, tmp_path / "images")
+    image_features, image_rejects = featurize_images(label_images(corpus, "images"), FEATURIZE)
+    featurized = sorted(Path(row["path"]).name for row in image_features.collect())
+    assert featurized == sorted(photo_formats())
+    assert image_rejects.empty
+
+
+def test_the_glob_and_the_python_side_list_the_same_suffixes_in_both_cases():
+    listed = IMAGE_FILES.removeprefix("*.{").removesuffix("}").split(",")
+    assert sorted(listed) == sorted(
+        [suffix[1:] for suffix in IMAGE_SUFFIXES]
+        + [suffix[1:].upper() for suffix in IMAGE_SUFFIXES]
+    )

@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import COLOUR_VECTOR, VECTOR
 from fruit_pipeline.core.calibration import softmax
+from fruit_pipeline.core.fruit_names import FruitNames, UnmappedFolder
 from fruit_pipeline.parameters import PredictSettings, TrainSettings
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
@@ -16,6 +17,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     classification_metrics,
     evaluate_classifier,
     identify_feature_model,
+    name_fruits,
     plot_confusion_matrix,
     select_classifier,
     train_classifier,
@@ -25,6 +27,7 @@ from fruit_pipeline.spark.pca import as_vectors
 from tests.helpers import numpy_pca_shares
 
 PARAMETERS = {
+    "label_level": "variety",
     "split_folders": {"train": "Training", "test": "Test"},
     "seed": 42,
     "train_ratio": 0.8,
@@ -367,3 +370,41 @@ def test_rows_of_two_feature_models_are_refused(spark):
     mixed = rows_of_models(spark, (REAL_SHA, "onnxruntime"), (OTHER_SHA, "onnxruntime"))
     with pytest.raises(ValueError, match="2 feature models, not one"):
         identify_feature_model(mixed, {})
+
+
+FRUIT_NAMES = FruitNames.model_validate(
+    {"apple": ["Apple Red", "Apple Golden"], "pear": ["Pear Abate"], "mandarin": ["Satsumas"]}
+)
+
+
+def labelled_paths(spark, *labels: str):
+    rows = [(f"file:/images/{label}/{i}.jpg", label) for label in labels for i in range(2)]
+    return spark.createDataFrame(rows, "path string, label string")
+
+
+def test_each_image_gets_its_fruit_and_variety_and_learns_the_level_asked(spark):
+    images = labelled_paths(spark, "Apple Red 2", "apple", "Pear_Abate", "SATSUMAS", "Apple-golden")
+    by_fruit = name_fruits(images, FRUIT_NAMES, TRAIN.model_copy(update={"label_level": "fruit"}))
+    rows = {row["variety"]: (row["label"], row["fruit"]) for row in by_fruit.collect()}
+    assert rows == {
+        "Apple Red 2": ("apple", "apple"),
+        "apple": ("apple", "apple"),
+        "Pear_Abate": ("pear", "pear"),
+        "SATSUMAS": ("mandarin", "mandarin"),
+        "Apple-golden": ("apple", "apple"),
+    }
+    by_variety = name_fruits(images, FRUIT_NAMES, TRAIN)
+    assert {(row["label"], row["fruit"]) for row in by_variety.collect()} == {
+        ("Apple Red 2", "apple"),
+        ("apple", "apple"),
+        ("Pear_Abate", "pear"),
+        ("SATSUMAS", "mandarin"),
+        ("Apple-golden", "apple"),
+    }
+    assert by_variety.count() == images.count()
+
+
+def test_a_folder_without_a_fruit_name_is_refused_with_the_folder_and_a_file(spark):
+    images = labelled_paths(spark, "Apple Red 1", "Durian", "Pear Abate")
+    with pytest.raises(UnmappedFolder, match=r"'Durian' \(e\.g\. file:/images/Durian/0\.jpg\)"):
+        name_fruits(images, FRUIT_NAMES, TRAIN)

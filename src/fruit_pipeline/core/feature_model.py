@@ -60,18 +60,14 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     if source is None:
         warn_random_weights()
         return to_onnx(build_feature_model(None))
-    name = _onnx_name(weights_sha256(source))
-    filesystem, cached = fsspec.core.url_to_fs(f"{cache.rstrip('/')}/{name}")
+    checksum = weights_sha256(source)
+    filesystem, folder = fsspec.core.url_to_fs(cache.rstrip("/"))
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tf2onnx") is None:
+        return _converted_elsewhere(filesystem, folder, checksum, cache)
+    cached = f"{folder}/{_onnx_name(checksum)}"
     if filesystem.isfile(cached):
         logger.info("Feature model: ONNX from the cache, %s", cached)
         return filesystem.cat_file(cached)
-    if importlib.util.find_spec("keras") is None:
-        raise RuntimeError(
-            f"The ONNX model of these weights is not in {cache}, and converting it needs Keras "
-            "and TensorFlow, which this install lacks: run `kedro run --pipelines featurize` "
-            "with the same weights where they are installed (it fills that cache), or point the "
-            "model cache at one that holds it."
-        )
     logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
     with weights_file(source) as path:
         model = to_onnx(build_feature_model(str(path)))
@@ -203,10 +199,32 @@ def _sha256_of_version(source: str, stamp: tuple) -> str:
 
 
 def _onnx_name(weights_checksum: str) -> str:
-    # The weights' bytes and everything that shapes the conversion: a new one misses the cache.
-    parts = (weights_checksum, version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE)
-    digest = hashlib.sha256("/".join(str(part) for part in (*parts, INPUT_NAME)).encode())
-    return f"mobilenet_v2_features-{digest.hexdigest()[:16]}.onnx"
+    # The weights' bytes, then everything that shapes the conversion: a new one misses the cache.
+    parts = (version("keras"), version("tf2onnx"), ONNX_OPSET, INPUT_SIZE, INPUT_NAME)
+    converter = hashlib.sha256("/".join(str(part) for part in parts).encode()).hexdigest()
+    return f"{_onnx_prefix(weights_checksum)}{converter[:16]}.onnx"
+
+
+def _onnx_prefix(weights_checksum: str) -> str:
+    return f"mobilenet_v2_features-{weights_checksum[:16]}-"
+
+
+def _converted_elsewhere(
+    filesystem: fsspec.AbstractFileSystem, folder: str, checksum: str, cache: str
+) -> bytes:
+    # Without the converter (a serving install) its versions are unknown: the cache must hold
+    # exactly one conversion of these weights, made where it is installed.
+    prefix = _onnx_prefix(checksum)
+    found = sorted(filesystem.glob(f"{folder}/{prefix}*.onnx")) if filesystem.isdir(folder) else []
+    if len(found) != 1:
+        raise RuntimeError(
+            f"{len(found)} ONNX models of these weights in {cache} ({found}); this install has "
+            "no Keras and tf2onnx to convert one. Run `kedro run --pipelines featurize` with the "
+            "same weights where they are installed (it fills that cache) and keep its one model, "
+            "or point the model cache at a folder that holds exactly one."
+        )
+    logger.info("Feature model: ONNX from the cache, %s (converted elsewhere)", found[0])
+    return filesystem.cat_file(found[0])
 
 
 def _sha256(path: Path) -> str:

@@ -4,6 +4,10 @@ import io
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+# Phones send HEIC: Pillow opens it (and HEIF) once this plug-in is registered.
+register_heif_opener()
 
 # Pillow modes that hold more than 8 bits a pixel: scaled to 0-255 instead of clipped.
 _WIDE_GRAYSCALE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}

@@ -40,6 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from fruit_pipeline.apps.deploy.settings import Settings, check_region, load_settings
 from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
+from fruit_pipeline.contracts import IMAGE_SUFFIXES
 
 logger = logging.getLogger("fruit_pipeline.apps.deploy.commands")
 
@@ -174,7 +175,7 @@ class Deployment:
         prefix = self.settings.key(root) + "/"
         present = self._object_sizes(prefix)
         images = sorted(
-            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in {".jpg", ".jpeg"}
+            p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
         missing = {}
         for path in images:

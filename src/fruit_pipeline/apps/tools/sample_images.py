@@ -17,10 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 from fruit_pipeline.config import config_loader
+from fruit_pipeline.contracts import IMAGE_SUFFIXES
 
 logger = logging.getLogger("fruit_pipeline.apps.tools.sample_images")
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +68,7 @@ def copy_sample(source: Path, dest: Path, per_class: int | None) -> int:
             shutil.copyfile(path, target)
             written += 1
     if not written:
-        raise ValueError(f"--from {source}: no .jpg or .jpeg images in it")
+        raise ValueError(f"--from {source}: no images ({' '.join(IMAGE_SUFFIXES)}) in it")
     return written
 
 

@@ -29,6 +29,7 @@ from fruit_pipeline.contracts import (
     COMPONENTS,
     DESCRIPTORS,
     ENGINE,
+    FRUIT,
     LABEL,
     LABEL_INDEX,
     PREDICTED_LABEL,
@@ -39,18 +40,36 @@ from fruit_pipeline.contracts import (
     TEST,
     TRAIN,
     VALIDATION,
+    VARIETY,
     VECTOR,
     WEIGHTS_SHA256,
 )
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliability, softmax
 from fruit_pipeline.core.classifier_export import FORMAT as EXPORT_FORMAT
+from fruit_pipeline.core.fruit_names import FruitNames
 from fruit_pipeline.parameters import Candidate, SelectionSettings, TrainSettings
 from fruit_pipeline.spark.feature_table import version_of
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca, fit_standardizer
 
 logger = logging.getLogger(__name__)
+
+
+def name_fruits(
+    image_features: DataFrame, fruit_names: FruitNames, train: TrainSettings
+) -> DataFrame:
+    """Give each image its fruit and its variety; `label` becomes the level train learns."""
+    examples = {
+        row[LABEL]: row["path"]
+        for row in image_features.groupBy(LABEL).agg(F.min("path").alias("path")).collect()
+    }
+    fruits = fruit_names.fruits_of(examples)
+    fruit_of = F.create_map(*(F.lit(value) for pair in fruits.items() for value in pair))
+    named = image_features.withColumn(VARIETY, F.col(LABEL)).withColumn(
+        FRUIT, fruit_of[F.col(LABEL)]
+    )
+    return named.withColumn(LABEL, F.col(FRUIT if train.label_level == "fruit" else VARIETY))
 
 
 def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
@@ -390,8 +409,8 @@ def export_classifier(
         "pca_components": pca[0].pc.toArray().tolist() if pca else None,
         "coefficients": regression.coefficientMatrix.toArray().tolist(),
         "intercepts": regression.interceptVector.toArray().tolist(),
-        "temperature": selection.temperature,
-        "unknown_threshold": selection.unknown_threshold,
+        "temperature": selection["temperature"],
+        "unknown_threshold": selection["unknown_threshold"],
         "feature_model": training_feature_model,
         "metrics": {key: classification_metrics[key] for key in exported_metrics}
         | {

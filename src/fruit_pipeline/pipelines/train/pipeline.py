@@ -7,6 +7,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     evaluate_classifier,
     export_classifier,
     identify_feature_model,
+    name_fruits,
     plot_confusion_matrix,
     plot_reliability,
     select_classifier,
@@ -15,12 +16,18 @@ from fruit_pipeline.pipelines.train.nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Features -> split -> candidates chosen on validation -> refit -> test metrics -> export."""
+    """Fruit names -> split -> candidates chosen on validation -> refit -> metrics -> export."""
     return Pipeline(
         [
             Node(
+                name_fruits,
+                ["image_features", "params:fruit_names", "params:train"],
+                "named_features",
+                name="name_fruits",
+            ),
+            Node(
                 assign_split,
-                ["image_features", "params:train"],
+                ["named_features", "params:train"],
                 "split_features",
                 name="assign_split",
             ),

@@ -1,0 +1,151 @@
+"""How well the train pipeline names the fruit in real photos of a source it never trained on.
+
+Sources (from ../shared/data or --data): `studio` (the 95-class Fruits-360 subset), `grocery`
+(real-photos/grocery-train) and `bowl` (real-photos/bowl-train). Every image is embedded once with
+the project's decode, ONNX feature model and colour histogram. Each option trains the train
+pipeline's own nodes at `label_level: fruit` (fruit_names), with the project's candidates,
+calibration and "not sure" threshold, on some sources; then it names the photos of each held-out
+real source whose fruit the option's training set has, and prints per source: the share right
+(a "not sure" counts as not right), the share answered and the accuracy of the answers. For the
+options that train on studio frames, the same model's accuracy on the studio test images too.
+
+    python benchmarks/real_photos.py                    # every image
+    python benchmarks/real_photos.py --every 2          # every 2nd image of each folder
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+from scratch_project import PROJECT_ROOT
+
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.contracts import IMAGE_SUFFIXES, SPLIT, TEST
+from fruit_pipeline.core import feature_model, predictors
+from fruit_pipeline.core.calibration import softmax
+from fruit_pipeline.core.colour import colour_histogram
+from fruit_pipeline.core.fruit_names import FruitNames
+from fruit_pipeline.core.images import ImageRejected, decode_image
+from fruit_pipeline.parameters import TrainSettings
+from fruit_pipeline.pipelines.train.nodes import (
+    assign_split,
+    name_fruits,
+    score,
+    select_classifier,
+    train_classifier,
+)
+from fruit_pipeline.spark.pca import as_vectors
+from fruit_pipeline.spark.session import start_spark
+
+SOURCES = {
+    "studio": "fruits-360-95",
+    "grocery": "real-photos/grocery-train",
+    "bowl": "real-photos/bowl-train",
+}
+# Training sources of each option; every real source it leaves out is held out.
+OPTIONS = {
+    "studio": ("studio",),
+    "grocery": ("grocery",),
+    "bowl": ("bowl",),
+    "studio + grocery": ("studio", "grocery"),
+    "studio + bowl": ("studio", "bowl"),
+}
+SCHEMA = "path string, label string, source string, features array<float>, colour array<float>"
+
+
+def embed(folder: Path, every: int, cache: str) -> list[tuple[str, str, list, list]]:
+    """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder."""
+    paths = [
+        path
+        for label in sorted(p for p in folder.iterdir() if p.is_dir())
+        for path in sorted(p for p in label.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[
+            ::every
+        ]
+    ]
+    predict = predictors.onnx_predictor(
+        feature_model.onnx_feature_model("imagenet", cache), threads=os.cpu_count() or 1
+    )
+    rows = []
+    for start in range(0, len(paths), 32):
+        batch, kept = [], []
+        for path in paths[start : start + 32]:
+            try:
+                batch.append(decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000))
+                kept.append(path)
+            except ImageRejected as rejected:
+                print(f"rejected {path}: {rejected}")
+        features = predict(np.stack(batch).astype(np.float32))
+        rows += [
+            (f"file:{path}", path.parent.name, vector.tolist(), colour_histogram(pixels).tolist())
+            for path, vector, pixels in zip(kept, features, batch, strict=True)
+        ]
+    return rows
+
+
+def named(scored, selection: dict) -> dict[str, float]:
+    """Right (not sure = not right), answered and accuracy of the answers, over the images."""
+    calibrated = softmax(scored.margins, selection["temperature"])
+    answered = calibrated.max(axis=1) >= selection["unknown_threshold"]
+    right = scored.predicted == scored.labels
+    return {
+        "images": len(right),
+        "right": float(np.mean(right & answered)),
+        "answered": float(np.mean(answered)),
+        "accuracy_answered": float(np.mean(right[answered])) if answered.any() else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    parser.add_argument("--every", type=int, default=1, help="every n-th image of each folder")
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "fruit_pipeline"))
+    args = parser.parse_args()
+    config = config_loader(PROJECT_ROOT)
+    parameters = config["parameters"]
+    train = TrainSettings.model_validate({**parameters["train"], "label_level": "fruit"})
+    fruit_names = FruitNames.model_validate(parameters["fruit_names"])
+    spark = start_spark(dict(config["spark"]))
+    rows = {
+        source: [
+            (*row[:2], source, *row[2:]) for row in embed(args.data / path, args.every, args.cache)
+        ]
+        for source, path in SOURCES.items()
+    }
+    for source, source_rows in rows.items():
+        print(f"{source}: {len(source_rows)} images of {len({r[1] for r in source_rows})} folders")
+    frames = {
+        source: name_fruits(spark.createDataFrame(source_rows, SCHEMA), fruit_names, train)
+        for source, source_rows in rows.items()
+    }
+    print(
+        f"{'trained on':<17} | {'held out':<8} | {'images':>6} | {'right':>5} | "
+        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy"
+    )
+    for option, sources in OPTIONS.items():
+        training = frames[sources[0]]
+        for source in sources[1:]:
+            training = training.unionByName(frames[source])
+        split = assign_split(training, train).persist()
+        selection = select_classifier(split, train)
+        classifier, _ = train_classifier(split, selection, train)
+        fruits = {row[0] for row in training.select("label").distinct().collect()}
+        studio = "-"
+        if "studio" in sources:
+            tested = named(
+                score(classifier, as_vectors(split.where(f"{SPLIT} = '{TEST}'"))), selection
+            )
+            studio = f"{tested['right']:.3f} right, {tested['accuracy_answered']:.3f} when answered"
+        for held_out in (s for s in ("grocery", "bowl") if s not in sources):
+            photos = as_vectors(frames[held_out].where(frames[held_out].label.isin(sorted(fruits))))
+            result = named(score(classifier, photos), selection)
+            print(
+                f"{option:<17} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
+                f"{result['answered']:>8.3f} | {result['accuracy_answered']:>19.3f} | {studio}"
+            )
+        split.unpersist()
+
+
+if __name__ == "__main__":
+    main()
