@@ -254,7 +254,7 @@ def test_the_steps_featurize_reduce_train_and_predict_into_the_bucket(step_run, 
     assert summary["feature_model"]["weights"].startswith(f"s3://{BUCKET}/fruit_pipeline/models/")
     projected = pd.read_csv(tmp_path / "05_model_input" / "pca_features.csv")
     assert len(projected) == SAMPLE_SIZE
-    assert projected["path"].str.startswith(f"s3://{BUCKET}/fruit_pipeline/core/images/").all()
+    assert projected["path"].str.startswith(f"s3://{BUCKET}/fruit_pipeline/images/").all()
     metrics = json.loads((tmp_path / "08_reporting" / "classification_metrics.json").read_text())
     assert (metrics["train_images"], metrics["test_images"]) == (328, 135)
     assert metrics["accuracy"] >= 0.98
