@@ -5,7 +5,7 @@ before any node runs, so a mistyped, missing or mistyped-value key stops every r
 (even one with nothing to do) with the key's name, never half-way through.
 """
 
-from typing import Literal, get_args
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,7 +17,6 @@ class Settings(BaseModel):
 
 
 Engine = Literal["onnxruntime", "keras"]
-ENGINES = get_args(Engine)
 
 
 class FeaturizeSettings(Settings):

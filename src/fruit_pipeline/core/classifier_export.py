@@ -22,7 +22,7 @@ from fruit_pipeline.contracts import COLOUR, FEATURES
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 
-FORMAT = "fruit_pipeline.core.classifier_export/2"
+FORMAT = "fruit_pipeline.classifier_export/2"
 
 
 @dataclass(frozen=True)
