@@ -157,6 +157,33 @@ def moto_server(region: str) -> Iterator[dict[str, str]]:
         server.wait(timeout=10)
 
 
+def emr_ready_subnet(region: str) -> str:
+    """A subnet EMR's managed policy launches into: it and its VPC tagged, an S3 gateway endpoint
+    on its route table (the VPC's main one), made with the AWS API the environment points at."""
+    import boto3  # noqa: PLC0415
+
+    from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG  # noqa: PLC0415
+
+    ec2 = boto3.client("ec2", region_name=region)
+    tags = [{"Key": key, "Value": value} for key, value in EMR_MANAGED_POLICY_TAG.items()]
+    vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    ec2.create_tags(Resources=[vpc_id, subnet_id], Tags=tags)
+    (main_table,) = ec2.describe_route_tables(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "association.main", "Values": ["true"]},
+        ]
+    )["RouteTables"]
+    ec2.create_vpc_endpoint(
+        VpcId=vpc_id,
+        ServiceName=f"com.amazonaws.{region}.s3",
+        VpcEndpointType="Gateway",
+        RouteTableIds=[main_table["RouteTableId"]],
+    )
+    return subnet_id
+
+
 def hadoop_aws_package() -> str:
     """Hadoop's S3A connector at the Hadoop version of pyspark's own jars (3.3.4 for Spark 3.5)."""
     import pyspark  # noqa: PLC0415
@@ -190,7 +217,7 @@ def fetch_jvm_packages() -> None:
 
     project_packages = config_loader(PROJECT_ROOT)["spark"]["spark.jars.packages"]
     # One JVM each: Ivy would keep only the newer of two Delta Lake versions asked together.
-    for packages in (project_packages, EMR_DELTA_PACKAGE):
+    for packages in dict.fromkeys((project_packages, EMR_DELTA_PACKAGE)):
         resolve = (
             "from pyspark.sql import SparkSession\n"
             "SparkSession.builder.master('local[1]')"
@@ -201,9 +228,9 @@ def fetch_jvm_packages() -> None:
     emr_spark_release()
 
 
-# What EMR 7.5.0 runs (its release notes): Spark 3.5.2 and Delta Lake 3.2.1.
-EMR_SPARK_VERSION = "3.5.2"
-EMR_DELTA_PACKAGE = "io.delta:delta-spark_2.12:3.2.1"
+# What EMR 7.13.0 runs (its release notes): Spark 3.5.6 and Delta Lake 3.3.2.
+EMR_SPARK_VERSION = "3.5.6"
+EMR_DELTA_PACKAGE = "io.delta:delta-spark_2.12:3.3.2"
 # The AWS CLI of the bootstrap action (EMR's nodes have their own; this one comes from PyPI).
 AWS_CLI = "awscli==1.46.3"
 DOWNLOADS = Path.home() / ".cache" / "fruit_pipeline_tests"

@@ -28,12 +28,13 @@ from fruit_pipeline.apps.deploy.commands import (
     main,
     step_command,
 )
+from fruit_pipeline.apps.deploy.network import NetworkNotReady
 from fruit_pipeline.apps.deploy.settings import EU_REGIONS, Settings, check_region, load_settings
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
-from tests.helpers import PROJECT_ROOT, copy_project, moto_server, new_project
+from tests.helpers import PROJECT_ROOT, copy_project, emr_ready_subnet, moto_server, new_project
 
 REGION = "eu-west-3"
 
@@ -55,6 +56,7 @@ def settings(aws, monkeypatch) -> Settings:
         stack_name=name,
         service_role=f"{name}-service",
         instance_profile=f"{name}-ec2",
+        subnet_id=emr_ready_subnet(REGION),
     )
 
 
@@ -152,6 +154,7 @@ def test_the_instance_role_lists_the_bucket_and_reads_folder_markers(deployment,
     assert listing["Resource"] == f"arn:aws:s3:::{settings.bucket}"
     assert statements["ReadTheProject"]["Resource"] == [
         f"arn:aws:s3:::{settings.bucket}/{settings.prefix}",
+        f"arn:aws:s3:::{settings.bucket}/{settings.prefix}_$folder$",
         f"arn:aws:s3:::{settings.bucket}/{settings.prefix}/*",
     ]
     assert statements["WriteOutputsAndLogs"]["Resource"] == [
@@ -160,7 +163,9 @@ def test_the_instance_role_lists_the_bucket_and_reads_folder_markers(deployment,
     ]
 
 
-def test_the_operator_may_set_auto_termination_and_create_emrs_linked_role(deployment, settings):
+def test_the_operator_acts_only_on_the_projects_clusters_and_creates_emrs_linked_role(
+    deployment, settings
+):
     iam = boto3.client("iam")
     outputs = deployment.apply_stack(TEMPLATE)
     policy = iam.get_policy(PolicyArn=outputs["OperatorPolicyArn"])["Policy"]
@@ -168,14 +173,40 @@ def test_the_operator_may_set_auto_termination_and_create_emrs_linked_role(deplo
         PolicyArn=policy["Arn"], VersionId=policy["DefaultVersionId"]
     )["PolicyVersion"]["Document"]
     statements = policy_statements(document)
-    assert (
-        "elasticmapreduce:PutAutoTerminationPolicy" in statements["ClustersInTheRegion"]["Action"]
-    )
+    create = statements["CreateTaggedClusters"]
+    assert create["Action"] == ["elasticmapreduce:RunJobFlow"]
+    assert create["Condition"]["StringEquals"] == {
+        "aws:RequestedRegion": REGION,
+        "elasticmapreduce:RequestTag/project": settings.tags["project"],
+    }
+    clusters = statements["ActOnTheProjectsClusters"]
+    assert {
+        "elasticmapreduce:AddJobFlowSteps",
+        "elasticmapreduce:TerminateJobFlows",
+        "elasticmapreduce:PutAutoTerminationPolicy",
+    } <= set(clusters["Action"])
+    assert clusters["Resource"] == f"arn:aws:elasticmapreduce:{REGION}:123456789012:cluster/*"
+    assert clusters["Condition"] == {
+        "StringEquals": {"elasticmapreduce:ResourceTag/project": settings.tags["project"]}
+    }
+    # Every EMR action is in one of the two statements, none on every cluster.
+    actions = [statement["Action"] for statement in statements.values()]
+    emr_actions = [
+        action
+        for listed in actions
+        for action in ([listed] if isinstance(listed, str) else listed)
+        if action.startswith("elasticmapreduce:")
+    ]
+    assert sorted(emr_actions) == sorted(create["Action"] + clusters["Action"])
     linked = statements["EmrServiceLinkedRole"]
     assert linked["Action"] == "iam:CreateServiceLinkedRole"
     assert linked["Condition"] == {
         "StringLike": {"iam:AWSServiceName": "elasticmapreduce.amazonaws.com"}
     }
+    linked_policy = statements["EmrServiceLinkedRolePolicy"]
+    assert linked_policy["Action"] == "iam:PutRolePolicy"
+    assert linked_policy["Resource"] == linked["Resource"]
+    assert "Condition" not in linked_policy
     assert "s3:*" not in json.dumps(document)
 
 
@@ -327,6 +358,50 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
     # moto keeps no auto-termination policy: check what the request carried.
     assert sent["AutoTerminationPolicy"] == {"IdleTimeout": settings.idle_timeout_seconds}
     assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
+    assert sent["EbsRootVolumeSize"] == settings.ebs_root_volume_gib == 30
+
+
+def _unready_subnet(undo: str) -> str:
+    """A ready subnet with one thing undone: the subnet's tag, the VPC's tag or the S3 route."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    subnet_id = emr_ready_subnet(REGION)
+    (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
+    tag = [{"Key": "for-use-with-amazon-emr-managed-policies"}]
+    if undo == "subnet tag":
+        ec2.delete_tags(Resources=[subnet_id], Tags=tag)
+    elif undo == "VPC tag":
+        ec2.delete_tags(Resources=[subnet["VpcId"]], Tags=tag)
+    else:
+        endpoints = ec2.describe_vpc_endpoints(
+            Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]}]
+        )["VpcEndpoints"]
+        ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"] for e in endpoints])
+    return subnet_id
+
+
+@pytest.mark.parametrize(
+    ("undo", "refusal"),
+    [
+        ("subnet tag", r"subnet subnet-\w+ is not tagged for EMR's managed policy.*create-tags"),
+        ("VPC tag", r"VPC vpc-\w+ is not tagged for EMR's managed policy.*create-tags"),
+        ("S3 route", r"no route to S3.*create-vpc-endpoint --vpc-id vpc-\w+ --service-name "),
+    ],
+)
+def test_create_cluster_refuses_a_subnet_emr_or_s3_cannot_use(deployment, undo, refusal):
+    sent = []
+    deployment.emr.meta.events.register(
+        "provide-client-params.emr.RunJobFlow", lambda params, **_: sent.append(params)
+    )
+    unready = Deployment(replace(deployment.settings, subnet_id=_unready_subnet(undo)))
+    with pytest.raises(NetworkNotReady, match=refusal):
+        unready.create_cluster("fruit_pipeline test", wait=False)
+    assert not sent
+
+
+def test_create_cluster_refuses_a_cluster_without_a_subnet(settings):
+    settings = replace(settings, subnet_id=None)
+    with pytest.raises(NetworkNotReady, match="subnet_id is not set"):
+        Deployment(settings).create_cluster("fruit_pipeline test", wait=False)
 
 
 def test_run_adds_a_kedro_run_step_then_status_and_terminate(deployment, settings):
@@ -395,11 +470,13 @@ def test_the_step_command_quotes_what_the_user_gives(settings):
     )
 
 
-def test_the_step_runs_kedro_with_the_bucket_and_prefix_deployed_to(settings, tmp_path):
+def test_the_step_runs_kedro_with_the_bucket_prefix_and_region_deployed_to(settings, tmp_path):
     # The step's shell has the node's environment, not the operator's: run it with none.
     (tmp_path / "venv/bin").mkdir(parents=True)
     kedro = tmp_path / "venv/bin/kedro"
-    kedro.write_text('#!/bin/sh\necho "$FRUIT_PIPELINE_BUCKET $FRUIT_PIPELINE_PREFIX $*"\n')
+    kedro.write_text(
+        '#!/bin/sh\necho "$FRUIT_PIPELINE_BUCKET $FRUIT_PIPELINE_PREFIX $AWS_DEFAULT_REGION $*"\n'
+    )
     kedro.chmod(0o755)
     (tmp_path / "spark_env.sh").write_text("")
     script = step_command(settings, None, None)[-1].replace(settings.node_home, str(tmp_path))
@@ -409,7 +486,21 @@ def test_the_step_runs_kedro_with_the_bucket_and_prefix_deployed_to(settings, tm
         text=True,
         check=True,
     )
-    assert result.stdout.split() == [settings.bucket, settings.prefix, "run", "--env=emr"]
+    assert result.stdout.split() == [
+        settings.bucket,
+        settings.prefix,
+        settings.region,
+        "run",
+        "--env=emr",
+    ]
+
+
+def test_settings_without_the_project_tag_are_refused(tmp_path):
+    conf = shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    deploy = conf / "emr" / "deploy.yml"
+    deploy.write_text(deploy.read_text().replace("  project: fruit_pipeline", "  team: fruit"))
+    with pytest.raises(ValueError, match="tags must give `project`"):
+        load_settings(conf)
 
 
 @pytest.mark.parametrize("region", ["eu-west-2", "eu-central-2", "us-east-1"])

@@ -4,12 +4,13 @@ and asks for a cluster and three steps (featurize + reduce, train, predict). The
 them: the bootstrap action the cluster request names, with its arguments, installs from the bucket
 with no package index; each step's own command runs under `env -i` (PATH, HOME, JAVA_HOME: what a
 node has) against a Spark standalone master and worker (separate JVMs, as YARN's executors are),
-with the Spark and Delta Lake releases of EMR 7.5.0, Spark reaching the bucket through S3A on
+with the Spark and Delta Lake releases of EMR 7.13.0, Spark reaching the bucket through S3A on
 `s3://`."""
 
 import json
 import os
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,11 +23,13 @@ from fruit_pipeline.apps.deploy.settings import load_settings
 from tests.helpers import (
     AWS_CLI,
     EMR_DELTA_PACKAGE,
+    EMR_SPARK_VERSION,
     PROJECT_ROOT,
     SAMPLE,
     TEST1,
     WEIGHTS_FILE,
     copy_project,
+    emr_ready_subnet,
     emr_spark_home,
     hadoop_aws_package,
     java_home,
@@ -86,7 +89,9 @@ def operator(tmp_path_factory):
                 main([*arguments, "package", "--dist", str(dist), "--weights", str(WEIGHTS_FILE)])
                 == 0
             )
-            deployment = Deployment(load_settings(project / "conf"))
+            deployment = Deployment(
+                replace(load_settings(project / "conf"), subnet_id=emr_ready_subnet(REGION))
+            )
             cluster_id = deployment.create_cluster("node-test", wait=False)
             for pipeline in (None, "train", "predict"):
                 deployment.run(cluster_id, pipeline, None, wait=False)
@@ -174,9 +179,14 @@ def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
     # Everyone may read and run it: YARN's containers run as another user.
     assert python.resolve().stat().st_mode & 0o005 == 0o005
     assert (home / "venv").stat().st_mode & 0o005 == 0o005
+    # The primary's venv has the keras extra (the featurize driver converts the weights).
+    assert list((home / "venv" / "lib").glob("python3.11/site-packages/tf2onnx"))
+    # The staged wheelhouse does not stay on the root volume.
+    assert not (home / "staging" / "wheelhouse").exists()
     # A second run (a node rebooted, an action retried) changes nothing and succeeds.
     again = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
+    assert not (home / "staging" / "wheelhouse").exists()
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +277,7 @@ def test_the_steps_featurize_reduce_train_and_predict_into_the_bucket(step_run, 
 def test_the_work_ran_in_executor_jvms_of_emrs_spark_release(step_run):
     for events in step_run.applications:
         (started,) = [event for event in events if event["Event"] == "SparkListenerLogStart"]
-        assert started["Spark Version"] == "3.5.2"
+        assert started["Spark Version"] == EMR_SPARK_VERSION
         executors = {
             event["Executor ID"]
             for event in events

@@ -7,7 +7,9 @@
 #   - python3.11 from the distribution's own repository, if missing;
 #   - <node home>/venv, readable by every user (YARN runs executors as another user), with the
 #     project wheel and its pinned dependencies from the wheelhouse staged by `fruit-deploy
-#     package` (never pyspark: EMR's own Spark serves);
+#     package` (never pyspark: EMR's own Spark serves); TensorFlow, Keras and tf2onnx (the keras
+#     extra) on the primary node only, where the featurize driver converts the weights to ONNX;
+#   - then deletes the staged wheelhouse, which the root volume need not keep;
 #   - the staged weights into <node home>/keras, the Keras cache of the step;
 #   - on the primary node, the project folder of `kedro run --env=emr`: pyproject.toml, conf/,
 #     and spark_env.sh, which the step sources.
@@ -24,6 +26,10 @@ instance_info="${FRUIT_PIPELINE_INSTANCE_INFO:-/mnt/var/lib/info/instance.json}"
 python=python3.11
 
 log() { echo "[fruit_pipeline bootstrap $(date -u +%Y-%m-%dT%H:%M:%SZ)] $*"; }
+primary=false
+if grep -q '"isMaster": *true' "$instance_info" 2>/dev/null; then
+  primary=true
+fi
 
 if ! command -v "$python" >/dev/null 2>&1; then
   log "installing $python from the distribution's repository"
@@ -50,17 +56,23 @@ install=("$node_home/venv/bin/python" -m pip install -q --disable-pip-version-ch
   --find-links "$staging/wheelhouse" -c "$staging/constraints.txt")
 log "installing the project wheel and its pinned dependencies from the wheelhouse"
 "${install[@]}" --force-reinstall --no-deps "$wheel"
-# The keras extra: the featurize driver converts the weights to ONNX (pyspark is EMR's own).
-"${install[@]}" "${wheel}[keras]"
+# The executors' Python workers need the base install only (pyspark is EMR's own); the keras
+# extra is for the featurize driver, on the primary node.
+if [[ "$primary" == true ]]; then
+  "${install[@]}" "${wheel}[keras]"
+else
+  "${install[@]}" "$wheel"
+fi
 # Delta Lake's Python API for the features table, over EMR's own Delta jars (delta-defaults).
 "${install[@]}" --no-deps delta-spark
+rm -rf "$staging/wheelhouse"
 
 if aws s3 ls "$deploy_uri/models/" >/dev/null 2>&1; then
   log "staging the weights into the Keras cache $node_home/keras"
   aws s3 sync --only-show-errors "$deploy_uri/models/" "$node_home/keras/models/"
 fi
 
-if grep -q '"isMaster": *true' "$instance_info" 2>/dev/null; then
+if [[ "$primary" == true ]]; then
   log "primary node: the project folder $node_home (pyproject.toml, conf/) for kedro run"
   aws s3 cp --only-show-errors "$deploy_uri/conf-fruit_pipeline.tar.gz" "$staging/conf.tar.gz"
   aws s3 cp --only-show-errors "$deploy_uri/pyproject.toml" "$node_home/pyproject.toml"

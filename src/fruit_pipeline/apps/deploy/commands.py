@@ -38,7 +38,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from fruit_pipeline.apps.deploy.settings import Settings, check_region, load_settings
+from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, check_subnet
+from fruit_pipeline.apps.deploy.settings import PROJECT_TAG, Settings, check_region, load_settings
 from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
 from fruit_pipeline.contracts import IMAGE_SUFFIXES
 
@@ -48,8 +49,6 @@ logger = logging.getLogger("fruit_pipeline.apps.deploy.commands")
 FETCHED_FOLDERS = ("05_model_input", "07_model_output", "08_reporting")
 FINAL_STEP_STATES = {"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"}
 STACK_TEMPLATE = Path("deploy") / "cloudformation" / "account.yaml"
-# AmazonEMRServicePolicy_v2 acts only on resources that carry this tag.
-EMR_MANAGED_POLICY_TAG = {"for-use-with-amazon-emr-managed-policies": "true"}
 # Many small files (images) go up in parallel, each in one request; large ones (wheels, weights)
 # in a few parts at once each.
 UPLOAD_WORKERS = 16
@@ -100,6 +99,7 @@ class Deployment:
         )
         self.emr = session.client("emr", region_name=settings.region)
         self.cloudformation = session.client("cloudformation", region_name=settings.region)
+        self.ec2 = session.client("ec2", region_name=settings.region)
 
     def stack_parameters(self) -> dict[str, str]:
         """The template's parameters, from conf/emr: the stack names no location of its own."""
@@ -111,6 +111,7 @@ class Deployment:
             "LogsPrefix": settings.key(settings.logs_root),
             "ServiceRoleName": settings.service_role,
             "InstanceProfileName": settings.instance_profile,
+            "ProjectTag": settings.tags[PROJECT_TAG],
         }
 
     def apply_stack(self, template: Path) -> dict[str, str]:
@@ -236,6 +237,7 @@ class Deployment:
     def create_cluster(self, name: str, wait: bool = True) -> str:
         """Start the cluster: 1 primary + N core nodes, the bootstrap action, logs, idle stop."""
         settings = self.settings
+        check_subnet(self.ec2, settings.subnet_id, settings.region)
         instances: dict[str, Any] = {
             "InstanceGroups": [
                 {
@@ -256,8 +258,7 @@ class Deployment:
         }
         if settings.key_name:
             instances["Ec2KeyName"] = settings.key_name
-        if settings.subnet_id:
-            instances["Ec2SubnetId"] = settings.subnet_id
+        instances["Ec2SubnetId"] = settings.subnet_id
         response = self.emr.run_job_flow(
             Name=name,
             ReleaseLabel=settings.release_label,
@@ -278,6 +279,7 @@ class Deployment:
             ServiceRole=settings.service_role,
             JobFlowRole=settings.instance_profile,
             VisibleToAllUsers=True,
+            EbsRootVolumeSize=settings.ebs_root_volume_gib,
             Tags=self._tag_set(EMR_MANAGED_POLICY_TAG),
         )
         cluster_id = response["JobFlowId"]
@@ -447,9 +449,11 @@ def step_command(settings: Settings, pipeline: str | None, params: str | None) -
     """command-runner.jar arguments: `kedro run --env=emr` from the project on the primary node."""
     # The bucket and prefix the operator deployed to: conf/emr/globals.yml reads them from the
     # environment, and a step's environment is the node's, not the operator's.
+    # And the region: a step's environment names none, nor need the node's AWS configuration.
     location = [
         f"FRUIT_PIPELINE_BUCKET={settings.bucket}",
         f"FRUIT_PIPELINE_PREFIX={settings.prefix}",
+        f"AWS_DEFAULT_REGION={settings.region}",
     ]
     kedro = ["env", *location, "venv/bin/kedro", "run", "--env=emr"]
     if pipeline:

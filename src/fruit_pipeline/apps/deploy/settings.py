@@ -6,6 +6,10 @@ from pathlib import Path
 
 from fruit_pipeline.config import config_loader
 
+# The cluster tag the operator's policy (deploy/cloudformation/account.yaml) scopes every EMR
+# action to: a cluster without it cannot be created, stepped or terminated with that policy.
+PROJECT_TAG = "project"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -26,6 +30,7 @@ class Settings:
     instance_type: str
     core_instance_count: int
     idle_timeout_seconds: int
+    ebs_root_volume_gib: int
     stack_name: str
     service_role: str
     instance_profile: str
@@ -65,7 +70,13 @@ def load_settings(conf_source: Path) -> Settings:
     """Read conf/emr: the locations from globals.yml, the rest from deploy.yml."""
     loader = config_loader(conf_source.parent, env="emr")
     found = loader["globals"]
-    return Settings(**{name: found[name] for name in _LOCATIONS}, **loader["deploy"])
+    deploy = loader["deploy"]
+    if not deploy.get("tags", {}).get(PROJECT_TAG):
+        raise ValueError(
+            f"conf/emr/deploy.yml: tags must give `{PROJECT_TAG}`, the tag the operator's policy "
+            "allows EMR actions on (deploy/cloudformation/account.yaml, ProjectTag)."
+        )
+    return Settings(**{name: found[name] for name in _LOCATIONS}, **deploy)
 
 
 # AWS regions in EU member states. Not eu-west-2 (London) nor eu-central-2 (Zurich): their

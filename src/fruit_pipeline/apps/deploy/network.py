@@ -1,0 +1,89 @@
+"""The cluster's subnet, checked before `RunJobFlow`: what EMR's managed policy and S3 need.
+
+EMR's scoped service policy (AmazonEMRServicePolicy_v2) launches into a subnet, and creates its
+default security groups in a VPC, only when they carry the tag
+for-use-with-amazon-emr-managed-policies=true. The nodes have no internet (private subnets): they
+reach the bucket, EMR's own log and repository buckets and Amazon Linux' repositories through a
+route to S3, an S3 gateway endpoint on the subnet's route table (or a default route through a NAT
+gateway). A cluster that lacks either fails minutes after it was asked for; this says why first.
+"""
+
+from typing import Any
+
+EMR_MANAGED_POLICY_TAG = {"for-use-with-amazon-emr-managed-policies": "true"}
+
+
+class NetworkNotReady(ValueError):
+    """The subnet or its VPC cannot take the cluster: the message says what to do."""
+
+
+def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
+    """Refuse a missing or untagged subnet, an untagged VPC, or a subnet with no route to S3."""
+    if not subnet_id:
+        raise NetworkNotReady(
+            "conf/emr/deploy.yml: subnet_id is not set. Set it to a private subnet of the region "
+            f"{region} (without it EMR picks a public subnet of the default VPC); docs/emr.md, "
+            "'Network', says what it needs."
+        )
+    subnets = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [subnet_id]}])
+    if not subnets["Subnets"]:
+        raise NetworkNotReady(f"subnet {subnet_id} does not exist in {region} (deploy.yml).")
+    (subnet,) = subnets["Subnets"]
+    vpc_id = subnet["VpcId"]
+    (vpc,) = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"]
+    tag = ",".join(f"Key={key},Value={value}" for key, value in EMR_MANAGED_POLICY_TAG.items())
+    for kind, resource, tags in (
+        ("subnet", subnet_id, subnet.get("Tags", [])),
+        ("VPC", vpc_id, vpc.get("Tags", [])),
+    ):
+        if not EMR_MANAGED_POLICY_TAG.items() <= {(t["Key"], t["Value"]) for t in tags}:
+            raise NetworkNotReady(
+                f"{kind} {resource} is not tagged for EMR's managed policy, which then refuses "
+                f"to launch the cluster: `aws ec2 create-tags --resources {resource} --tags {tag}`."
+            )
+    tables = _route_tables(ec2, subnet_id, vpc_id)
+    if not (_has_s3_endpoint(ec2, vpc_id, region, tables) or _has_default_route(tables)):
+        raise NetworkNotReady(
+            f"subnet {subnet_id} has no route to S3: the nodes could not read the bucket nor "
+            "install anything. Add an S3 gateway endpoint on its route table: `aws ec2 "
+            f"create-vpc-endpoint --vpc-id {vpc_id} --service-name com.amazonaws.{region}.s3 "
+            f"--route-table-ids {' '.join(t['RouteTableId'] for t in tables)}`."
+        )
+
+
+def _route_tables(ec2: Any, subnet_id: str, vpc_id: str) -> list[dict[str, Any]]:
+    # A subnet without a table of its own uses its VPC's main route table.
+    for filters in (
+        [{"Name": "association.subnet-id", "Values": [subnet_id]}],
+        [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}],
+    ):
+        tables = ec2.describe_route_tables(Filters=filters)["RouteTables"]
+        if tables:
+            return tables
+    return []
+
+
+def _has_s3_endpoint(ec2: Any, vpc_id: str, region: str, tables: list[dict[str, Any]]) -> bool:
+    endpoints = ec2.describe_vpc_endpoints(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "service-name", "Values": [f"com.amazonaws.{region}.s3"]},
+        ]
+    )["VpcEndpoints"]
+    wanted = {table["RouteTableId"] for table in tables}
+    return any(
+        endpoint.get("VpcEndpointType") == "Gateway"
+        and endpoint.get("State") == "available"
+        and wanted & set(endpoint.get("RouteTableIds", []))
+        for endpoint in endpoints
+    )
+
+
+def _has_default_route(tables: list[dict[str, Any]]) -> bool:
+    return any(
+        route.get("DestinationCidrBlock") == "0.0.0.0/0"
+        and (route.get("NatGatewayId") or route.get("GatewayId", "").startswith("igw-"))
+        and route.get("State", "active") == "active"
+        for table in tables
+        for route in table.get("Routes", [])
+    )
