@@ -28,7 +28,7 @@ from fruit_pipeline.apps.deploy.commands import (
     main,
     step_command,
 )
-from fruit_pipeline.apps.deploy.network import NetworkNotReady
+from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, NetworkNotReady
 from fruit_pipeline.apps.deploy.settings import EU_REGIONS, Settings, check_region, load_settings
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
@@ -366,7 +366,7 @@ def _unready_subnet(undo: str) -> str:
     ec2 = boto3.client("ec2", region_name=REGION)
     subnet_id = emr_ready_subnet(REGION)
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
-    tag = [{"Key": "for-use-with-amazon-emr-managed-policies"}]
+    tag = [{"Key": key} for key in EMR_MANAGED_POLICY_TAG]
     if undo == "subnet tag":
         ec2.delete_tags(Resources=[subnet_id], Tags=tag)
     elif undo == "VPC tag":
@@ -389,10 +389,10 @@ def _unready_subnet(undo: str) -> str:
 )
 def test_create_cluster_refuses_a_subnet_emr_or_s3_cannot_use(deployment, undo, refusal):
     sent = []
-    deployment.emr.meta.events.register(
+    unready = Deployment(replace(deployment.settings, subnet_id=_unready_subnet(undo)))
+    unready.emr.meta.events.register(
         "provide-client-params.emr.RunJobFlow", lambda params, **_: sent.append(params)
     )
-    unready = Deployment(replace(deployment.settings, subnet_id=_unready_subnet(undo)))
     with pytest.raises(NetworkNotReady, match=refusal):
         unready.create_cluster("fruit_pipeline test", wait=False)
     assert not sent

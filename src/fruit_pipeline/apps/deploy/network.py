@@ -5,7 +5,8 @@ default security groups in a VPC, only when they carry the tag
 for-use-with-amazon-emr-managed-policies=true. The nodes have no internet (private subnets): they
 reach the bucket, EMR's own log and repository buckets and Amazon Linux' repositories through a
 route to S3, an S3 gateway endpoint on the subnet's route table (or a default route through a NAT
-gateway). A cluster that lacks either fails minutes after it was asked for; this says why first.
+or internet gateway). A cluster that lacks either fails minutes after it was asked for; this
+says why first.
 """
 
 from typing import Any
