@@ -31,6 +31,21 @@ RAW_PREDICTION = "rawPrediction"
 # The image files every input folder is listed for (lower case; conf/base/globals.yml's
 # `image_files` glob says the same to Spark): phones send HEIC, the web PNG and WebP.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
+# A file's row, column by column with its Spark SQL type: the file, its label and its version
+# (Spark's binaryFile columns: a new size or modification time is a changed file), what describes
+# the image, the feature model that described it. The features table's rows are these.
+FILE_VERSION = {"length": "long", "modificationTime": "timestamp"}
+SOURCE_FILE = {"path": "string", LABEL: "string"} | FILE_VERSION
+DESCRIPTION = {FEATURES: "array<float>", COLOUR: "array<float>"}
+FEATURE_MODEL = {WEIGHTS_SHA256: "string", ENGINE: "string"}
+TABLE_ROW = SOURCE_FILE | DESCRIPTION | FEATURE_MODEL
+
+
+def ddl(columns: dict[str, str]) -> str:
+    """Columns as Spark's DDL schema string ("path string, label string, ...")."""
+    return ", ".join(f"{name} {kind}" for name, kind in columns.items())
+
+
 # Which images train, choose and test the classifier.
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"

@@ -16,6 +16,7 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from fruit_pipeline.contracts import DESCRIPTION, SOURCE_FILE, ddl
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.feature_model import INPUT_SIZE
@@ -28,11 +29,9 @@ logger = logging.getLogger(__name__)
 
 # The identity of each source file travels with its row (`length`, `modificationTime`: Spark's
 # binaryFile columns), so the features table needs no join with the listing afterwards.
-PASSED_THROUGH = ("path", "label", "length", "modificationTime")
-EMBEDDING_SCHEMA = (
-    "path string, label string, length long, modificationTime timestamp, "
-    "features array<float>, colour array<float>, reason string"
-)
+PASSED_THROUGH = tuple(SOURCE_FILE)
+# A row that could not be described has no features and says why.
+EMBEDDING_SCHEMA = ddl(SOURCE_FILE | DESCRIPTION | {"reason": "string"})
 
 # One predictor per Python worker process, reused by the tasks it runs.
 _worker_predictors: dict[str, Predictor] = {}

@@ -6,7 +6,14 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from fruit_pipeline.contracts import COLOUR, ENGINE, FEATURES, LABEL, WEIGHTS_SHA256
+from fruit_pipeline.contracts import (
+    COLOUR,
+    ENGINE,
+    FEATURES,
+    FILE_VERSION,
+    LABEL,
+    WEIGHTS_SHA256,
+)
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.images import EMPTY_FILE_REASON
 from fruit_pipeline.parameters import FeaturizeSettings
@@ -18,7 +25,7 @@ from fruit_pipeline.spark.input_files import unread_files
 # How each listed file (or table row) compares with the features table.
 NEW, CHANGED, UNCHANGED, REMOVED = "new", "changed", "unchanged", "removed"
 CHANGE = "change"
-SOURCE = ("length", "modificationTime")
+SOURCE = tuple(FILE_VERSION)
 
 
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
