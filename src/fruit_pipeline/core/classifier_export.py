@@ -75,6 +75,24 @@ class ExportedClassifier:
             metrics=dict(document["metrics"]),
         )
 
+    def to_document(self) -> dict[str, Any]:
+        """The JSON document `from_document` reads (plain lists and numbers)."""
+        return {
+            "format": FORMAT,
+            "labels": list(self.labels),
+            "descriptors": list(self.descriptors),
+            "selected_features": np.asarray(self.selected_features).tolist(),
+            "scaler_mean": np.asarray(self.mean).tolist(),
+            "scaler_std": np.asarray(self.std).tolist(),
+            "pca_components": None if self.components is None else self.components.tolist(),
+            "coefficients": np.asarray(self.coefficients).tolist(),
+            "intercepts": np.asarray(self.intercepts).tolist(),
+            "temperature": float(self.temperature),
+            "unknown_threshold": float(self.unknown_threshold),
+            "feature_model": dict(self.feature_model),
+            "metrics": dict(self.metrics),
+        }
+
     @classmethod
     def load(cls, url: str) -> "ExportedClassifier":
         """Read an export from a path or URL (s3://...)."""

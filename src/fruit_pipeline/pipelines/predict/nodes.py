@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.ml import PipelineModel
 from pyspark.ml.feature import IndexToString
@@ -10,6 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import RAW_PREDICTION
+from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.parameters import PredictSettings
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors
@@ -57,9 +59,14 @@ def predict_labels(
 
 
 def calibrated_probabilities(temperature: float) -> Column:
-    """Softmax of the classifier's margins divided by the temperature fitted in `train`."""
-    scaled = F.transform(vector_to_array(RAW_PREDICTION), lambda margin: margin / temperature)
-    largest = F.array_max(scaled)
-    exponentials = F.transform(scaled, lambda margin: F.exp(margin - largest))
-    total = F.aggregate(exponentials, F.lit(0.0), lambda sum_, value: sum_ + value)
-    return F.transform(exponentials, lambda value: value / total)
+    """Each label's probability: the softmax of the classifier's margins divided by the
+    temperature fitted in `train` (the export's own calibration, in the Python workers)."""
+
+    @F.pandas_udf("array<double>")
+    def calibrated(margins: pd.Series) -> pd.Series:
+        if margins.empty:
+            return pd.Series([], dtype=object)
+        probabilities = softmax(np.stack(margins.to_numpy()), temperature)
+        return pd.Series(list(probabilities), index=margins.index)
+
+    return calibrated(vector_to_array(RAW_PREDICTION))

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import COMPONENTS, FEATURES, LABEL
+from fruit_pipeline.core.figures import finish_line_chart
 from fruit_pipeline.parameters import ReduceSettings
 from fruit_pipeline.spark.feature_table import version_of
 from fruit_pipeline.spark.ml_stages import stage
@@ -80,15 +81,11 @@ def plot_cumulative_variance(variance_report: dict) -> Figure:
         variance_report["variance_threshold"], color="tab:red", linestyle="--", label="threshold"
     )
     axes.axvline(k, color="tab:green", linestyle=":", label=f"k = {k}")
-    axes.set_xlabel("number of principal components")
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_ylabel("cumulative explained variance")
-    axes.set_ylim(0, 1.02)
-    axes.set_title(
+    title = (
         f"PCA of {variance_report['image_count']} images: {k} components explain "
         f"{variance_report['cumulative_variance_at_k']:.1%}"
     )
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right")
-    figure.tight_layout()
+    labels = ("number of principal components", "cumulative explained variance")
+    finish_line_chart(axes, labels, title, "lower right", y_limits=(0, 1.02))
     return figure

@@ -46,7 +46,8 @@ from fruit_pipeline.contracts import (
 )
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliability, softmax
-from fruit_pipeline.core.classifier_export import FORMAT as EXPORT_FORMAT
+from fruit_pipeline.core.classifier_export import ExportedClassifier
+from fruit_pipeline.core.figures import finish_line_chart
 from fruit_pipeline.core.fruit_names import FruitNames
 from fruit_pipeline.parameters import Candidate, SelectionSettings, TrainSettings
 from fruit_pipeline.spark.feature_table import version_of
@@ -311,8 +312,8 @@ def evaluate_classifier(
     answered = calibrated.max(axis=1) >= classifier_selection["unknown_threshold"]
     return {
         **classification_metrics(counts),
-        "log_loss": _log_loss(true_probability),
-        "log_loss_uncalibrated": _log_loss(true_label_probability(raw, scored.labels)),
+        "log_loss": log_loss(scored.margins, scored.labels, temperature),
+        "log_loss_uncalibrated": log_loss(scored.margins, scored.labels),
         "mean_true_label_probability": float(true_probability.mean()),
         "calibration": {
             "temperature": temperature,
@@ -338,10 +339,6 @@ def evaluate_classifier(
         "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
         "converged": classifier_inputs["converged"],
     }
-
-
-def _log_loss(true_probability: np.ndarray) -> float:
-    return float(np.mean(-np.log(np.maximum(true_probability, 1e-15))))
 
 
 def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float) -> dict[str, Any]:
@@ -399,27 +396,26 @@ def export_classifier(
         "train_images",
         "classes",
     )
-    return {
-        "format": EXPORT_FORMAT,
-        "labels": list(stage(classifier, IndexToString).getLabels()),
-        "descriptors": [ARRAY_OF_VECTOR[column] for column in assembler.getInputCols()],
-        "selected_features": list(selector.selectedFeatures),
-        "scaler_mean": scaler.mean.toArray().tolist(),
-        "scaler_std": scaler.std.toArray().tolist(),
-        "pca_components": pca[0].pc.toArray().tolist() if pca else None,
-        "coefficients": regression.coefficientMatrix.toArray().tolist(),
-        "intercepts": regression.interceptVector.toArray().tolist(),
-        "temperature": selection["temperature"],
-        "unknown_threshold": selection["unknown_threshold"],
-        "feature_model": training_feature_model,
-        "metrics": {key: classification_metrics[key] for key in exported_metrics}
+    return ExportedClassifier(
+        labels=list(stage(classifier, IndexToString).getLabels()),
+        descriptors=[ARRAY_OF_VECTOR[column] for column in assembler.getInputCols()],
+        selected_features=np.asarray(selector.selectedFeatures),
+        mean=scaler.mean.toArray(),
+        std=scaler.std.toArray(),
+        components=pca[0].pc.toArray() if pca else None,
+        coefficients=regression.coefficientMatrix.toArray(),
+        intercepts=regression.interceptVector.toArray(),
+        temperature=selection["temperature"],
+        unknown_threshold=selection["unknown_threshold"],
+        feature_model=training_feature_model,
+        metrics={key: classification_metrics[key] for key in exported_metrics}
         | {
             "expected_calibration_error": classification_metrics["calibration"][
                 "expected_calibration_error"
             ],
             "unknown_answer": classification_metrics["unknown_answer"],
         },
-    }
+    ).to_document()
 
 
 def classification_metrics(counts: pd.DataFrame) -> dict[str, Any]:
@@ -510,15 +506,10 @@ def plot_reliability(classification_metrics: dict[str, Any]) -> Figure:
     )
     for b in bins:
         axes.annotate(str(b["images"]), (b["mean_confidence"], b["accuracy"]), fontsize=7)
-    axes.set_xlabel("mean top probability in the bin")
-    axes.set_ylabel("accuracy in the bin")
-    axes.set_xlim(0, 1.02)
-    axes.set_ylim(0, 1.02)
-    axes.set_title(
+    title = (
         f"Test images: ECE {calibration['expected_calibration_error']:.3f} "
         f"(uncalibrated {calibration['expected_calibration_error_uncalibrated']:.3f})"
     )
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
-    figure.tight_layout()
+    labels = ("mean top probability in the bin", "accuracy in the bin")
+    finish_line_chart(axes, labels, title, "upper left", (0, 1.02), x_limits=(0, 1.02))
     return figure
