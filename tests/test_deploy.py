@@ -4,6 +4,7 @@ APIs."""
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from botocore.stub import Stubber
 from cfnlint.decode import decode
 from kedro.io import DataCatalog
 
+from fruit_pipeline.apps.deploy import staging
 from fruit_pipeline.apps.deploy.commands import (
     STACK_TEMPLATE,
     Deployment,
@@ -313,7 +315,7 @@ def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
     assert all(name.endswith(".whl") for name in wheelhouse)
     assert {
         f"{deploy}/fruit_pipeline-0.1.0-py3-none-any.whl",
-        f"{deploy}/wheel.txt",
+        f"{deploy}/staged.env",
         f"{deploy}/conf-fruit_pipeline.tar.gz",
         f"{deploy}/constraints.txt",
         f"{deploy}/pyproject.toml",
@@ -321,6 +323,14 @@ def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
         f"{deploy}/models/{weights_file.name}",
         f"{settings.prefix}/models/{weights_file.name}",
     } <= keys
+    # The manifest the bootstrap action reads: each staged file's name, the wheel's its own.
+    manifest = boto3.client("s3").get_object(Bucket=settings.bucket, Key=f"{deploy}/staged.env")
+    staged = dict(line.split("=", 1) for line in manifest["Body"].read().decode().splitlines())
+    assert staged["wheel"] == "fruit_pipeline-0.1.0-py3-none-any.whl"
+    for role in ("wheel", "constraints", "conf_archive", "pyproject"):
+        assert f"{deploy}/{staged[role]}" in keys
+    assert any(key.startswith(f"{deploy}/{staged['wheelhouse']}/") for key in keys)
+    assert f"{deploy}/{staged['models']}/{weights_file.name}" in keys
 
 
 def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(deployment, settings):
@@ -346,7 +356,7 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
     bootstrap = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"]
     deploy = f"s3://{settings.bucket}/{settings.prefix}/deploy"
     assert bootstrap[0]["ScriptPath"] == f"{deploy}/bootstrap.sh"
-    assert bootstrap[0]["Args"] == [deploy, "/opt/fruit_pipeline"]
+    assert bootstrap[0]["Args"] == [f"{deploy}/staged.env", "/opt/fruit_pipeline"]
     configurations = {c["Classification"]: c for c in cluster["Configurations"]}
     (exports,) = configurations["spark-env"]["Configurations"]
     assert exports["Properties"] == {
@@ -518,12 +528,21 @@ def test_fetch_brings_the_tables_and_reports_home(deployment, settings, tmp_path
     for key in (
         "05_model_input/pca_features.csv",
         "08_reporting/variance_report.json",
+        "08_reporting/featurize_summary.json",
+        "08_reporting/confusion_matrix.png",
+        "06_models/classifier_export.json",
+        "06_models/classifier/metadata/part-00000",
         "04_feature/image_features/part-0.parquet",
+        "08_reporting/notes.txt",
     ):
         s3.put_object(Bucket=settings.bucket, Key=f"{data}/{key}", Body=key.encode())
     written = deployment.fetch(tmp_path)
+    # The catalog's whole-file outputs (its factories included), not the features or the model.
     assert sorted(p.relative_to(tmp_path).as_posix() for p in written) == [
         "05_model_input/pca_features.csv",
+        "06_models/classifier_export.json",
+        "08_reporting/confusion_matrix.png",
+        "08_reporting/featurize_summary.json",
         "08_reporting/variance_report.json",
     ]
     assert (
@@ -617,6 +636,15 @@ BOOTSTRAP = PROJECT_ROOT / "deploy" / "emr" / "bootstrap.sh"
 def test_the_bootstrap_script_passes_bash_and_shellcheck():
     subprocess.run(["bash", "-n", str(BOOTSTRAP)], check=True)
     subprocess.run(["shellcheck", str(BOOTSTRAP)], check=True)
+
+
+def test_the_bootstrap_takes_every_staged_name_from_the_manifest():
+    script = BOOTSTRAP.read_text()
+    roles = [line.split("=", 1)[0] for line in staging.manifest("a.whl").splitlines()]
+    assert set(re.findall(r"\$\{staged\[(\w+)\]\}", script)) == set(roles)
+    # Every staged file is fetched by the name the manifest gives, none by one of its own.
+    assert "$deploy_uri/" in script
+    assert not re.findall(r"\$deploy_uri/(?!\$\{staged\[)", script)
 
 
 def test_the_classifier_export_is_read_from_s3(deployment, settings, trained_sample_project):

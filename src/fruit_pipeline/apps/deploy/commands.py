@@ -11,7 +11,7 @@ Sub-commands, in the order a user runs them from a laptop:
                   waits until it is ready, or says why it failed and where the bootstrap log is
   run             a step running `kedro run --env=emr` on the primary node; waits and reports
   status          the cluster's state and its latest steps
-  fetch           the CSV outputs and reports to a local folder
+  fetch           the tables, reports, plots and classifier export to a local folder
   terminate       the cluster, waiting until it is terminated
   remove-stack    the account's resources (the bucket only when empty, or with --empty-bucket)
 
@@ -21,6 +21,7 @@ SSO); AWS_ENDPOINT_URL points it elsewhere.
 """
 
 import argparse
+import fnmatch
 import logging
 import shlex
 import subprocess
@@ -38,6 +39,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from fruit_pipeline.apps.deploy import staging
 from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, check_subnet
 from fruit_pipeline.apps.deploy.settings import PROJECT_TAG, Settings, check_region, load_settings
 from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
@@ -45,10 +47,9 @@ from fruit_pipeline.contracts import IMAGE_SUFFIXES
 
 logger = logging.getLogger("fruit_pipeline.apps.deploy.commands")
 
-# Outputs worth bringing home: the tables and reports, not the 1280-d features.
-FETCHED_FOLDERS = ("05_model_input", "07_model_output", "08_reporting")
 FINAL_STEP_STATES = {"COMPLETED", "CANCELLED", "FAILED", "INTERRUPTED"}
 STACK_TEMPLATE = Path("deploy") / "cloudformation" / "account.yaml"
+BOOTSTRAP_SCRIPT = Path("deploy") / "emr" / "bootstrap.sh"
 # Many small files (images) go up in parallel, each in one request; large ones (wheels, weights)
 # in a few parts at once each.
 UPLOAD_WORKERS = 16
@@ -198,31 +199,29 @@ class Deployment:
     def package(self, project: Path, dist: Path, weights: Path | None) -> list[str]:
         """Upload the wheel, conf, pinned versions, wheelhouse, bootstrap script and weights."""
         wheels = sorted(dist.glob("fruit_pipeline-*.whl"))
-        archives = sorted(dist.glob("conf-fruit_pipeline.tar.gz"))
+        archives = sorted(dist.glob(staging.CONF_ARCHIVE))
         if not wheels or not archives:
             raise ValueError(f"{dist} holds no wheel or conf archive: run `kedro package` first")
         deploy = self.settings.key(self.settings.deploy_root)
         with tempfile.TemporaryDirectory() as scratch:
-            # pip wants the wheel's own file name; wheel.txt tells the bootstrap which it is.
-            wheel_name = Path(scratch) / "wheel.txt"
-            wheel_name.write_text(wheels[-1].name)
+            manifest = Path(scratch) / staging.MANIFEST
+            manifest.write_text(staging.manifest(wheels[-1].name))
             wheelhouse = build_wheelhouse(
-                wheels[-1], project / "constraints.txt", Path(scratch) / "wheelhouse"
+                wheels[-1], project / staging.CONSTRAINTS, Path(scratch) / staging.WHEELHOUSE
             )
             files = {
                 wheels[-1].name: wheels[-1],
-                "wheel.txt": wheel_name,
-                "conf-fruit_pipeline.tar.gz": archives[-1],
-                "constraints.txt": project / "constraints.txt",
-                # `kedro run` wants a project folder: this file and conf/ make the primary node's.
-                "pyproject.toml": project / "pyproject.toml",
-                "bootstrap.sh": project / "deploy" / "emr" / "bootstrap.sh",
-                **{f"wheelhouse/{wheel.name}": wheel for wheel in wheelhouse},
+                staging.MANIFEST: manifest,
+                staging.CONF_ARCHIVE: archives[-1],
+                staging.CONSTRAINTS: project / staging.CONSTRAINTS,
+                staging.PYPROJECT: project / staging.PYPROJECT,
+                staging.BOOTSTRAP: project / BOOTSTRAP_SCRIPT,
+                **{f"{staging.WHEELHOUSE}/{wheel.name}": wheel for wheel in wheelhouse},
             }
             uploads = {f"{deploy}/{name}": path for name, path in files.items()}
             if weights is not None:
                 # The Keras cache of the nodes, and the models location featurize.weights reads.
-                uploads[f"{deploy}/models/{weights.name}"] = weights
+                uploads[f"{deploy}/{staging.MODELS}/{weights.name}"] = weights
                 uploads[f"{self.settings.key(self.settings.models_root)}/{weights.name}"] = weights
             self._upload(uploads, LARGE_FILES)
         logger.info(
@@ -270,8 +269,8 @@ class Deployment:
                 {
                     "Name": "fruit_pipeline",
                     "ScriptBootstrapAction": {
-                        "Path": f"{settings.deploy_root}/bootstrap.sh",
-                        "Args": [settings.deploy_root, settings.node_home],
+                        "Path": f"{settings.deploy_root}/{staging.BOOTSTRAP}",
+                        "Args": [f"{settings.deploy_root}/{staging.MANIFEST}", settings.node_home],
                     },
                 }
             ],
@@ -366,11 +365,16 @@ class Deployment:
         }
 
     def fetch(self, dest: Path) -> list[Path]:
-        """Download the tables and reports of the last run into dest, keeping their folders."""
+        """Download the catalog's tables, reports, plots and classifier export (not the 1280-d
+        features, nor the Spark model) into dest, keeping their folders under the data root."""
         data = self.settings.key(self.settings.data_root)
+        patterns = [self.settings.key(output) for output in self.settings.outputs]
+        folders = sorted({pattern.rsplit("/", 1)[0] for pattern in patterns})
         written = []
-        for folder in FETCHED_FOLDERS:
-            for key in self._object_sizes(f"{data}/{folder}/"):
+        for folder in folders:
+            for key in self._object_sizes(f"{folder}/"):
+                if not any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns):
+                    continue
                 target = dest / key.removeprefix(f"{data}/")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 self.s3.download_file(self.settings.bucket, key, str(target))
@@ -455,13 +459,17 @@ def step_command(settings: Settings, pipeline: str | None, params: str | None) -
         f"FRUIT_PIPELINE_PREFIX={settings.prefix}",
         f"AWS_DEFAULT_REGION={settings.region}",
     ]
-    kedro = ["env", *location, "venv/bin/kedro", "run", "--env=emr"]
+    kedro = ["env", *location, f"{staging.VENV}/bin/kedro", "run", "--env=emr"]
     if pipeline:
         kedro += ["--pipelines", pipeline]
     if params:
         kedro += ["--params", params]
-    # spark_env.sh, written by the bootstrap action, puts EMR's own pyspark on the path.
-    script = f"cd {shlex.quote(settings.node_home)} && . ./spark_env.sh && {shlex.join(kedro)}"
+    # The step's environment file, written by the bootstrap action, puts EMR's own pyspark on
+    # the path.
+    script = (
+        f"cd {shlex.quote(settings.node_home)} && . ./{staging.STEP_ENVIRONMENT} && "
+        f"{shlex.join(kedro)}"
+    )
     return ["bash", "-c", script]
 
 

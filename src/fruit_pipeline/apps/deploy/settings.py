@@ -1,9 +1,11 @@
 """Where and how `fruit-deploy` deploys: read from conf/emr (globals.yml says where things live,
 deploy.yml how the cluster is shaped), and the EU-only rule."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from fruit_pipeline.apps.deploy import staging
 from fruit_pipeline.config import config_loader
 
 # The cluster tag the operator's policy (deploy/cloudformation/account.yaml) scopes every EMR
@@ -37,6 +39,9 @@ class Settings:
     key_name: str | None
     subnet_id: str | None
     tags: dict[str, str]
+    # The files the catalog writes whole (its AtomicDataset entries, factories with `*` for
+    # `{name}`): the tables, reports and plots `fruit-deploy fetch` brings home.
+    outputs: tuple[str, ...] = ()
 
     def key(self, uri: str) -> str:
         """The object key (or key prefix) of an s3:// location in the bucket."""
@@ -49,7 +54,7 @@ class Settings:
 
     @property
     def node_python(self) -> str:
-        return f"{self.node_home}/venv/bin/python"
+        return f"{self.node_home}/{staging.VENV}/bin/python"
 
 
 _LOCATIONS = (
@@ -76,7 +81,12 @@ def load_settings(conf_source: Path) -> Settings:
             f"conf/emr/deploy.yml: tags must give `{PROJECT_TAG}`, the tag the operator's policy "
             "allows EMR actions on (deploy/cloudformation/account.yaml, ProjectTag)."
         )
-    return Settings(**{name: found[name] for name in _LOCATIONS}, **deploy)
+    outputs = tuple(
+        re.sub(r"\{[^}]*\}", "*", entry["filepath"])
+        for entry in loader["catalog"].values()
+        if entry.get("type", "").endswith(".AtomicDataset")
+    )
+    return Settings(**{name: found[name] for name in _LOCATIONS}, **deploy, outputs=outputs)
 
 
 # AWS regions in EU member states. Not eu-west-2 (London) nor eu-central-2 (Zurich): their
