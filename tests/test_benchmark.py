@@ -9,27 +9,25 @@ import pytest
 from tests.helpers import PROJECT_ROOT
 
 
+def run_benchmark(script: str, *arguments: str) -> str:
+    """Run a benchmark script as its own process; its output (it must exit with 0)."""
+    command = [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=900).stdout
+
+
 def test_the_benchmark_prints_its_table_overhead_memory_and_projection(test1_images, weights_file):
     # A weights file, not random weights: its ONNX model is converted once and then found in
     # the benchmark's cache by every loop and run, as in a real measurement.
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "benchmarks" / "featurize_benchmark.py"),
-            "--source",
-            str(test1_images),
-            "--sizes",
-            "8",
-            "24",
-            "--weights",
-            str(weights_file),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
+    output = run_benchmark(
+        "featurize_benchmark.py",
+        "--source",
+        str(test1_images),
+        "--sizes",
+        "8",
+        "24",
+        "--weights",
+        str(weights_file),
     )
-    output = result.stdout
     rows = re.findall(r"^\s+(\d+) \|\s+([\d.]+) \|\s+([\d.]+) \|\s+([\d.]+) \|", output, re.M)
     assert [int(row[0]) for row in rows] == [8, 24]
     assert all(float(value) > 0 for row in rows for value in row[1:])
@@ -44,47 +42,19 @@ def test_the_benchmark_prints_its_table_overhead_memory_and_projection(test1_ima
 
 @pytest.mark.slow
 def test_the_train_benchmark_times_train_with_the_jvms_blas(sample_project):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "benchmarks" / "train_benchmark.py"),
-            "--project",
-            str(sample_project),
-            "--sizes",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    rows = re.findall(
-        r"^\s+463 \| (.+?)\s+\|\s+([\d.]+) \|\s+([\d.]+) \| (.+)$", result.stdout, re.M
-    )
-    assert rows, result.stdout
+    output = run_benchmark("train_benchmark.py", "--project", str(sample_project), "--sizes", "0")
+    rows = re.findall(r"^\s+463 \| (.+?)\s+\|\s+([\d.]+) \|\s+([\d.]+) \| (.+)$", output, re.M)
+    assert rows, output
     assert rows[0][0].startswith("pure Java")
     assert all(float(seconds) > 0 and float(accuracy) >= 0.98 for _, seconds, accuracy, _ in rows)
 
 
 @pytest.mark.slow
 def test_the_feature_options_are_scored_on_validation_images(test1_images, keras_home):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "benchmarks" / "feature_options.py"),
-            "--images",
-            str(test1_images),
-            "--cache",
-            str(keras_home / "onnx"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
+    output = run_benchmark(
+        "feature_options.py", "--images", str(test1_images), "--cache", str(keras_home / "onnx")
     )
-    lines = re.findall(
-        r"^\s*(base|mirror) \| (.+?) +\| validation accuracy ([\d.]+)", result.stdout, re.M
-    )
+    lines = re.findall(r"^\s*(base|mirror) \| (.+?) +\| validation accuracy ([\d.]+)", output, re.M)
     # The pipeline's own candidates, on each embedding option.
     assert [name for name, _, _ in lines] == ["base"] * 4 + ["mirror"] * 4
     assert all("+ colour" in candidate for _, candidate, _ in lines)
@@ -92,26 +62,21 @@ def test_the_feature_options_are_scored_on_validation_images(test1_images, keras
 
 
 @pytest.mark.slow
-def test_the_incremental_benchmark_times_each_kind_of_rerun(test1_images):
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(PROJECT_ROOT / "benchmarks" / "incremental_benchmark.py"),
-            "--source",
-            str(test1_images),
-            "--size",
-            "24",
-            "--change",
-            "4",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=900,
+def test_the_incremental_benchmark_times_each_kind_of_rerun(test1_images, keras_home):
+    output = run_benchmark(
+        "incremental_benchmark.py",
+        "--source",
+        str(test1_images),
+        "--size",
+        "24",
+        "--change",
+        "4",
+        "--cache",
+        str(keras_home / "onnx"),
     )
     pattern = r"^\s*(full|unchanged|added|removed) \|(.+)$"
-    rows = {name: figures.split("|") for name, figures in re.findall(pattern, result.stdout, re.M)}
-    assert list(rows) == ["full", "unchanged", "added", "removed"], result.stdout
+    rows = {name: figures.split("|") for name, figures in re.findall(pattern, output, re.M)}
+    assert list(rows) == ["full", "unchanged", "added", "removed"], output
     # Columns after the run's name: wall s, of full, target, peak MiB, then the summary's counts.
     new, changed, removed, featurized, version = (
         [int(row[column]) for row in rows.values()] for column in range(4, 9)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -325,21 +326,32 @@ def assert_same_table(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
     )
 
 
+class RunToKill(NamedTuple):
+    process: subprocess.Popen
+    log: Path
+    table_before: pd.DataFrame
+    files_before: int
+
+
+def start_run_to_kill(spark, project: Path, images: Path, scratch: Path) -> RunToKill:
+    """The table and its data files as they are, then a featurize run started to be killed."""
+    table_before, files_before = table(spark, project), data_files(project)
+    log = scratch / "killed.log"
+    return RunToKill(kedro_featurize(project, images, log), log, table_before, files_before)
+
+
 @pytest.mark.slow
 def test_a_run_killed_while_embedding_leaves_the_table_whole_and_the_next_finishes(
     spark, crash_case, tmp_path
 ):
     project, images, expected = crash_case
-    before = table(spark, project)
-    files_before = data_files(project)
-    log = tmp_path / "killed.log"
-    process = kedro_featurize(project, images, log)
-    wait_for(process, log, lambda: python_workers(process), "the embedding started")
+    run = start_run_to_kill(spark, project, images, tmp_path)
+    wait_for(run.process, run.log, lambda: python_workers(run.process), "the embedding started")
     time.sleep(1)
-    assert data_files(project) == files_before, "killed too late: the commit had begun"
-    kill(process)
+    assert data_files(project) == run.files_before, "killed too late: the commit had begun"
+    kill(run.process)
     assert feature_table.current_version(spark, str(project / FEATURES_TABLE)) == 0
-    assert_same_table(table(spark, project), before)
+    assert_same_table(table(spark, project), run.table_before)
     summary = featurize(project, images)
     assert summary["files_new"] == 600
     assert summary["table_version"] == 1
@@ -351,16 +363,14 @@ def test_a_run_killed_while_committing_leaves_one_whole_version_and_the_next_fin
     spark, crash_case, tmp_path
 ):
     project, images, expected = crash_case
-    before = table(spark, project)
-    files_before = data_files(project)
-    log = tmp_path / "killed.log"
-    process = kedro_featurize(project, images, log)
+    run = start_run_to_kill(spark, project, images, tmp_path)
     # The MERGE writes its data files first, then commits them in one log entry.
-    wait_for(process, log, lambda: data_files(project) > files_before, "the commit began")
-    kill(process)
+    commit_began = lambda: data_files(project) > run.files_before  # noqa: E731
+    wait_for(run.process, run.log, commit_began, "the commit began")
+    kill(run.process)
     version = feature_table.current_version(spark, str(project / FEATURES_TABLE))
     assert version in {0, 1}
-    assert_same_table(table(spark, project), before if version == 0 else expected)
+    assert_same_table(table(spark, project), run.table_before if version == 0 else expected)
     featurize(project, images)
     assert_same_table(table(spark, project), expected)
 

@@ -18,41 +18,31 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from delta.exceptions import (
-    ConcurrentAppendException,
-    ConcurrentDeleteDeleteException,
-    ConcurrentDeleteReadException,
-    ConcurrentTransactionException,
-    ConcurrentWriteException,
-    MetadataChangedException,
-    ProtocolChangedException,
-)
+from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fruit_pipeline.contracts import FEATURES
+from fruit_pipeline.contracts import FEATURES, TABLE_ROW, ddl
 
 logger = logging.getLogger(__name__)
 
-SCHEMA = (
-    "path string, label string, length long, modificationTime timestamp, "
-    "features array<float>, colour array<float>, weights_sha256 string, engine string"
-)
-COLUMNS = tuple(field.split()[0] for field in SCHEMA.split(", "))
+SCHEMA = ddl(TABLE_ROW)
+COLUMNS = tuple(TABLE_ROW)
 # Kept in the metadata of the `features` column of every loaded table: the version it shows.
 VERSION_KEY = "features_table_version"
 # A MERGE that meets another run's commit is tried again this many times (it is keyed on path:
 # running it again on the newer version gives the same rows).
 COMMIT_ATTEMPTS = 3
+# Delta Lake's conflicts of concurrent commits (no common base class but CapturedException).
 _CONFLICTS = (
-    ConcurrentAppendException,
-    ConcurrentDeleteDeleteException,
-    ConcurrentDeleteReadException,
-    ConcurrentTransactionException,
-    ConcurrentWriteException,
-    MetadataChangedException,
-    ProtocolChangedException,
+    delta_errors.ConcurrentAppendException,
+    delta_errors.ConcurrentDeleteDeleteException,
+    delta_errors.ConcurrentDeleteReadException,
+    delta_errors.ConcurrentTransactionException,
+    delta_errors.ConcurrentWriteException,
+    delta_errors.MetadataChangedException,
+    delta_errors.ProtocolChangedException,
 )
 
 
