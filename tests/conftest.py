@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
+from tests.support.helpers import (
     PROJECT_ROOT,
     SAMPLE,
     SHARED,

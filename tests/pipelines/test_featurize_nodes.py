@@ -23,8 +23,8 @@ from fruit_pipeline.pipelines.featurize.nodes import (
     summarize_table_update,
 )
 from fruit_pipeline.spark import embedding
-from tests.helpers import PROJECT_ROOT, SAMPLE
-from tests.images import bad_files, good_files, photo_formats
+from tests.support.helpers import PROJECT_ROOT, SAMPLE
+from tests.support.images import bad_files, good_files, photo_formats
 
 PARAMETERS = {
     "full_refresh": False,

@@ -14,7 +14,7 @@ from fruit_pipeline.spark.pca import (
     choose_components,
     decompose,
 )
-from tests.helpers import numpy_pca_shares
+from tests.support.helpers import numpy_pca_shares
 
 REDUCE = ReduceSettings(variance_threshold=0.8, max_components=50)
 

@@ -24,7 +24,7 @@ from fruit_pipeline.pipelines.train.nodes import (
 )
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors
-from tests.helpers import numpy_pca_shares
+from tests.support.helpers import numpy_pca_shares
 
 PARAMETERS = {
     "label_level": "variety",

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from fruit_pipeline.core.images import ImageRejected, decode_image, to_rgb
-from tests.images import bad_files, encode, fruit, good_files, photo_formats, smooth_picture
+from tests.support.images import bad_files, encode, fruit, good_files, photo_formats, smooth_picture
 
 LIMIT = 25_000_000
 

@@ -10,7 +10,7 @@ from urllib.parse import quote, unquote, urlsplit
 import pytest
 
 from fruit_pipeline.apps.tools.sample_images import main
-from tests.images import encode, fruit
+from tests.support.images import encode, fruit
 
 CLASSES = ["Apple Golden 1", "Banana", "Lemon", "Mango", "Pear Kaiser", "Raspberry"]
 

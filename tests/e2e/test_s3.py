@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from fruit_pipeline.config import config_loader
-from tests.helpers import (
+from tests.support.helpers import (
     PROJECT_ROOT,
     SAMPLE,
     WEIGHTS_FILE,

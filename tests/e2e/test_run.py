@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from kedro.validation.exceptions import ParameterValidationError
 
-from tests.helpers import PROJECT_ROOT, local_path, new_project, read_features, run
-from tests.images import bad_files, good_files
+from tests.support.helpers import PROJECT_ROOT, local_path, new_project, read_features, run
+from tests.support.images import bad_files, good_files
 
 
 @pytest.fixture(scope="module")

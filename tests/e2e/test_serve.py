@@ -26,8 +26,8 @@ from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
 from fruit_pipeline.spark.pca import as_vectors
-from tests.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
-from tests.images import bad_files, encode, fruit
+from tests.support.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
+from tests.support.images import bad_files, encode, fruit
 
 EXPORT = Path("data/06_models/classifier_export.json")
 MODEL_CACHE = Path("data/06_models/feature_model_cache")
@@ -236,7 +236,7 @@ def free_port() -> int:
 
 # What the serving install has none of: the service needs no Spark, no Java, no TensorFlow.
 NOT_SERVING = ["pyspark", "delta", "tensorflow", "keras", "tf2onnx"]
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +368,7 @@ def test_the_load_benchmark_runs_and_prints_its_figures(trained):
     result = subprocess.run(
         [
             sys.executable,
-            str(Path(__file__).parents[1] / "benchmarks" / "serve_benchmark.py"),
+            str(REPOSITORY / "benchmarks" / "serve_benchmark.py"),
             "--project",
             str(project),
             "--images",

@@ -10,7 +10,14 @@ import pytest
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.parameters import TrainSettings
 from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
-from tests.helpers import GROCERY, PROJECT_ROOT, image_slice, new_project, read_features, run
+from tests.support.helpers import (
+    GROCERY,
+    PROJECT_ROOT,
+    image_slice,
+    new_project,
+    read_features,
+    run,
+)
 
 pytestmark = pytest.mark.shared
 

@@ -36,7 +36,13 @@ from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
-from tests.helpers import PROJECT_ROOT, copy_project, emr_ready_subnet, moto_server, new_project
+from tests.support.helpers import (
+    PROJECT_ROOT,
+    copy_project,
+    emr_ready_subnet,
+    moto_server,
+    new_project,
+)
 
 REGION = "eu-west-3"
 

@@ -20,7 +20,7 @@ import pytest
 
 from fruit_pipeline.apps.deploy.commands import Deployment, build_package, main
 from fruit_pipeline.apps.deploy.settings import load_settings
-from tests.helpers import (
+from tests.support.helpers import (
     AWS_CLI,
     EMR_DELTA_PACKAGE,
     EMR_SPARK_VERSION,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import FEATURES_TABLE, new_project, numpy_pca_shares, read_features, run
+from tests.support.helpers import FEATURES_TABLE, new_project, numpy_pca_shares, read_features, run
 
 REPORT = Path("data/08_reporting/variance_report.json")
 SUMMARY = Path("data/08_reporting/featurize_summary.json")

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT
+from tests.support.helpers import PROJECT_ROOT
 
 
 def run_benchmark(script: str, *arguments: str) -> str:

@@ -21,7 +21,7 @@ from fruit_pipeline.apps.tools import features_history
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.spark import embedding, feature_table
-from tests.helpers import (
+from tests.support.helpers import (
     FEATURES_TABLE,
     FRUITS_95,
     PROJECT_ROOT,

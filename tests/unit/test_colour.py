@@ -13,7 +13,7 @@ from fruit_pipeline.core.colour import (
     colour_histogram,
 )
 from fruit_pipeline.core.images import decode_image
-from tests.helpers import SAMPLE
+from tests.support.helpers import SAMPLE
 
 WHITE, RED = (255, 255, 255), (200, 10, 10)
 

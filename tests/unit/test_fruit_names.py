@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core.fruit_names import FruitNames, UnmappedFolder, normalized
-from tests.helpers import FRUITS_95, PROJECT_ROOT, SHARED
+from tests.support.helpers import FRUITS_95, PROJECT_ROOT, SHARED
 
 FRUITS_360_CLASSES = [
     line

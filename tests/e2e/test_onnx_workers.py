@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.helpers import new_project
+from tests.support.helpers import new_project
 
 # A featurize run, then a look at the modules of the Python workers it used (Spark reuses them).
 WORKER_MODULES = textwrap.dedent(

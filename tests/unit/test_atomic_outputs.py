@@ -15,7 +15,7 @@ from fruit_pipeline.config import config_loader
 from fruit_pipeline.datasets.atomic import AtomicDataset
 from fruit_pipeline.datasets.folders import replace_folder
 from fruit_pipeline.datasets.spark_ml_model import SparkMLModelDataset
-from tests.helpers import PROJECT_ROOT
+from tests.support.helpers import PROJECT_ROOT
 
 CSV = {"type": "pandas.CSVDataset", "save_args": {"index": False}}
 

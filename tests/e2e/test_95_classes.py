@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.helpers import FRUITS_95, image_slice, new_project, run
+from tests.support.helpers import FRUITS_95, image_slice, new_project, run
 
 pytestmark = pytest.mark.shared
 
