@@ -46,6 +46,12 @@ def ddl(columns: dict[str, str]) -> str:
     return ", ".join(f"{name} {kind}" for name, kind in columns.items())
 
 
+# The folder rule, .../[<split folder>/]<label folder>/<file>: the folder that holds a file is its
+# label, the one above it may say its split. Regular expressions on a file's path (group 1).
+LABEL_FOLDER = r"([^/]+)/[^/]+$"
+SPLIT_FOLDER = r"([^/]+)/[^/]+/[^/]+$"
+# The label folder and file name together: what names an image wherever the images live.
+LABELLED_FILE = r"([^/]+/[^/]+)$"
 # Which images train, choose and test the classifier.
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"

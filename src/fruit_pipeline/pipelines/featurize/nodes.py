@@ -12,6 +12,7 @@ from fruit_pipeline.contracts import (
     FEATURES,
     FILE_VERSION,
     LABEL,
+    LABEL_FOLDER,
     WEIGHTS_SHA256,
 )
 from fruit_pipeline.core import feature_model
@@ -230,4 +231,4 @@ def _reasons(image_rejects: pd.DataFrame) -> dict[str, int]:
 
 
 def _folder_name(path: str) -> Column:
-    return F.regexp_extract(path, r"([^/]+)/[^/]+$", 1)
+    return F.regexp_extract(path, LABEL_FOLDER, 1)

@@ -32,11 +32,13 @@ from fruit_pipeline.contracts import (
     FRUIT,
     LABEL,
     LABEL_INDEX,
+    LABELLED_FILE,
     PREDICTED_LABEL,
     PREDICTION_INDEX,
     RAW_PREDICTION,
     SCALED,
     SPLIT,
+    SPLIT_FOLDER,
     TEST,
     TRAIN,
     VALIDATION,
@@ -75,7 +77,7 @@ def name_fruits(
 
 def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
     """Add `split`: test from the data set's folders (else seeded), validation carved from train."""
-    split_folder = F.regexp_extract("path", r"([^/]+)/[^/]+/[^/]+$", 1)
+    split_folder = F.regexp_extract("path", SPLIT_FOLDER, 1)
     folders = train.split_folders
     from_folders = F.when(split_folder == folders.train, TRAIN).when(
         split_folder == folders.test, TEST
@@ -103,7 +105,7 @@ def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
 def _draw(seed: int) -> Column:
     # A hash of the class folder and file name, not rand() nor the whole path: each image keeps
     # its split whatever the partitioning and wherever the images live (a folder, a bucket).
-    image = F.regexp_extract("path", r"([^/]+/[^/]+)$", 1)
+    image = F.regexp_extract("path", LABELLED_FILE, 1)
     return F.abs(F.xxhash64(image, F.lit(seed))) % 1_000_000 / 1_000_000
 
 
