@@ -7,10 +7,11 @@
 # is staged beside it and the node's folders: `role=name` lines, read below into the array `staged`.
 # With no package index (nodes in private subnets have no internet), it installs:
 #   - python3.11 from the distribution's own repository, if missing;
-#   - the virtual environment under <node home>, readable by every user (YARN runs executors as another user), with the
-#     project wheel and its pinned dependencies from the wheelhouse staged by `fruit-deploy
-#     package` (never pyspark: EMR's own Spark serves); TensorFlow, Keras and tf2onnx (the keras
-#     extra) on the primary node only, where the featurize driver converts the weights to ONNX;
+#   - the virtual environment under <node home>, readable by every user (YARN runs executors as
+#     another user), with the project wheel and its pinned dependencies from the wheelhouse
+#     staged by `fruit-deploy package` (never pyspark: EMR's own Spark serves); TensorFlow, Keras
+#     and tf2onnx (the keras extra) on the primary node only, where the featurize driver converts
+#     the weights to ONNX;
 #   - then deletes the staged wheelhouse, which the root volume need not keep;
 #   - the staged weights into the Keras cache of the step, under <node home>;
 #   - on the primary node, the project folder of `kedro run --env=emr`: pyproject.toml, conf/,
@@ -62,7 +63,8 @@ venv="$node_home/${staged[venv]}"
 wheel="$staging/${staged[wheel]}"
 aws s3 cp --only-show-errors "$deploy_uri/${staged[wheel]}" "$wheel"
 aws s3 cp --only-show-errors "$deploy_uri/${staged[constraints]}" "$staging/${staged[constraints]}"
-aws s3 sync --only-show-errors "$deploy_uri/${staged[wheelhouse]}/" "$staging/${staged[wheelhouse]}/"
+aws s3 sync --only-show-errors "$deploy_uri/${staged[wheelhouse]}/" \
+  "$staging/${staged[wheelhouse]}/"
 
 if [[ ! -x "$venv/bin/python" ]]; then
   log "creating the virtual environment $venv with $("$python" --version)"

@@ -41,7 +41,7 @@ class Settings:
     tags: dict[str, str]
     # The files the catalog writes whole (its AtomicDataset entries, factories with `*` for
     # `{name}`): the tables, reports and plots `fruit-deploy fetch` brings home.
-    outputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...]
 
     def key(self, uri: str) -> str:
         """The object key (or key prefix) of an s3:// location in the bucket."""
