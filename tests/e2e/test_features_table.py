@@ -294,23 +294,37 @@ def python_workers(process: subprocess.Popen) -> bool:
     return workers.returncode == 0
 
 
-@pytest.fixture
-def crash_case(spark, tmp_path) -> tuple[Path, Path, pd.DataFrame]:
-    """A table of 24 images, then 600 more in the folder; and the table one uninterrupted run
-    makes of them all."""
+class CrashStart(NamedTuple):
+    project: Path  # a project whose table holds the first 24 images
+    images: Path  # those 24 images and 600 more
+    expected: pd.DataFrame  # the table one uninterrupted run makes of all 624
+
+
+@pytest.fixture(scope="module")
+def crash_start(spark, tmp_path_factory) -> CrashStart:
+    """Made once: the crash tests each start from a copy of its project."""
     if not FRUITS_95.is_dir():
         pytest.skip(f"needs the 95-class subset at {FRUITS_95}")
-    images = tmp_path / "images"
+    scratch = tmp_path_factory.mktemp("crash")
+    images = scratch / "images"
     copy_images(SAMPLE / "Training", images, per_class=6)
-    (tmp_path / "project").mkdir()
-    project = new_project(tmp_path / "project")
+    (scratch / "project").mkdir()
+    project = new_project(scratch / "project")
     featurize(project, images)
     for folder in sorted(p for p in FRUITS_95.iterdir() if p.is_dir())[:20]:
         copy_images_of(folder, images / folder.name, 30)
-    (tmp_path / "reference").mkdir()
-    reference = new_project(tmp_path / "reference")
+    (scratch / "reference").mkdir()
+    reference = new_project(scratch / "reference")
     featurize(reference, images)
-    return project, images, table(spark, reference)
+    return CrashStart(project, images, table(spark, reference))
+
+
+@pytest.fixture
+def crash_case(crash_start, tmp_path) -> tuple[Path, Path, pd.DataFrame]:
+    """A copy of the project with a table of 24 images, the folder with 600 more; and the table
+    one uninterrupted run makes of them all."""
+    project = shutil.copytree(crash_start.project, tmp_path / "project")
+    return project, crash_start.images, crash_start.expected
 
 
 def copy_images_of(folder: Path, target: Path, count: int) -> None:
