@@ -13,6 +13,7 @@ from tests.support.helpers import (
     SHARED,
     TEST1,
     WEIGHTS_FILE,
+    copy_project,
     hide_native_blas_lapack,
     new_project,
     run,
@@ -102,3 +103,13 @@ def trained_sample_project(sample_project: Path) -> tuple[Path, dict]:
     run(sample_project, "train")
     metrics = sample_project / "data" / "08_reporting" / "classification_metrics.json"
     return sample_project, json.loads(metrics.read_text())
+
+
+@pytest.fixture(scope="session")
+def packaged_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project after `kedro package`: dist/ holds the wheel and conf archive."""
+    from fruit_pipeline.apps.deploy.commands import build_package  # noqa: PLC0415
+
+    project = copy_project(tmp_path_factory.mktemp("packaged") / "project")
+    build_package(project)
+    return project

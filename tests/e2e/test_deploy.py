@@ -11,7 +11,6 @@ import sys
 import tarfile
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 import boto3
 import numpy as np
@@ -26,7 +25,6 @@ from fruit_pipeline.apps.deploy.commands import (
     STACK_TEMPLATE,
     Deployment,
     DeploymentFailed,
-    build_package,
     main,
     step_command,
 )
@@ -38,7 +36,6 @@ from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
 from tests.support.helpers import (
     PROJECT_ROOT,
-    copy_project,
     emr_ready_subnet,
     moto_server,
     new_project,
@@ -283,14 +280,6 @@ def test_images_are_uploaded_once(deployment, settings, test1_images, tmp_path):
     assert deployment.upload_images(images) == (1, 19)
     keys = boto3.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix="fruit_pipeline/")
     assert f"{settings.prefix}/images/apple/54_100.jpg" in {o["Key"] for o in keys["Contents"]}
-
-
-@pytest.fixture(scope="module")
-def packaged_project(tmp_path_factory) -> Path:
-    """A copy of the project after `kedro package`: dist/ holds the wheel and conf archive."""
-    project = copy_project(tmp_path_factory.mktemp("packaged") / "project")
-    build_package(project)
-    return project
 
 
 def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(

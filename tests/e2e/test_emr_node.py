@@ -9,6 +9,7 @@ with the Spark and Delta Lake releases of EMR 7.13.0, Spark reaching the bucket 
 
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import boto3
 import pandas as pd
 import pytest
 
-from fruit_pipeline.apps.deploy.commands import Deployment, build_package, main
+from fruit_pipeline.apps.deploy.commands import Deployment, main
 from fruit_pipeline.apps.deploy.settings import load_settings
 from tests.support.helpers import (
     AWS_CLI,
@@ -28,7 +29,6 @@ from tests.support.helpers import (
     SAMPLE,
     TEST1,
     WEIGHTS_FILE,
-    copy_project,
     emr_ready_subnet,
     emr_spark_home,
     hadoop_aws_package,
@@ -43,6 +43,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
 class StepRun(NamedTuple):
     deployment: Deployment
+    outputs: Path  # what `fruit-deploy fetch` downloaded after the three steps
+    written: list[str]  # every key under the data root after the three steps
+    rerun: dict  # the featurize summary of the first step run again on changed images
     applications: list[list[dict]]  # the event log of each step's Spark application
     driver_logs: list[str]
     executor_logs: list[str]
@@ -50,6 +53,7 @@ class StepRun(NamedTuple):
 
 REGION = "eu-west-3"
 BUCKET = "fruit-pipeline-node-test"
+DATA = "fruit_pipeline/data"
 SAMPLE_SIZE = 463  # the labelled sample split: 328 Training and 135 Test images
 # The node's marker in EMR's own Java options, which the project's settings must not replace.
 NODE_JAVA_OPTIONS = "-Dfruit.node.defaults=kept -XX:OnOutOfMemoryError='kill -9 %p'"
@@ -71,16 +75,15 @@ def node_environment(node: Path, **extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def operator(tmp_path_factory):
+def operator(packaged_project):
     """What the operator does from a laptop, against the S3, EMR and CloudFormation APIs."""
     if not (TEST1.is_dir() and SAMPLE.is_dir()):
         pytest.skip(f"needs the Fruits-360 images at {TEST1} and {SAMPLE}")
-    scratch = tmp_path_factory.mktemp("operator")
+    project = packaged_project
     with moto_server(REGION) as aws:
         os.environ["FRUIT_PIPELINE_BUCKET"] = BUCKET
         try:
-            project = copy_project(scratch / "project")
-            dist = build_package(project)
+            dist = project / "dist"
             arguments = ["--project", str(project)]
             assert main([*arguments, "apply-stack"]) == 0
             assert main([*arguments, "upload-images", str(SAMPLE)]) == 0
@@ -190,7 +193,7 @@ def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
 
 
 @pytest.fixture(scope="module")
-def step_run(operator, node, tmp_path_factory):
+def step_run(operator, node, test1_images, tmp_path_factory):
     """The step's command, exactly as the cluster holds it, on a standalone Spark cluster."""
     deployment, cluster_id, aws = operator
     root, spark_home, home, _, _ = node
@@ -224,54 +227,121 @@ def step_run(operator, node, tmp_path_factory):
         )
         # The steps as the cluster holds them (newest first), run in the order they were added.
         steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"][::-1]
-        driver_logs = []
-        for step in steps:
-            command = step["Config"]["Args"]
-            assert command[:2] == ["bash", "-c"]
-            script = command[2].replace(deployment.settings.node_home, str(home))
-            result = subprocess.run(
-                node_environment(root) + ["bash", "-c", script],
-                capture_output=True,
-                text=True,
-                timeout=1500,
-                check=False,
-            )
-            assert result.returncode == 0, (
-                step["Name"] + result.stdout[-5000:] + result.stderr[-5000:]
-            )
-            driver_logs.append(result.stderr)
+        driver_logs = [run_step(step, deployment, root, home) for step in steps]
+        outputs = work / "outputs"
+        deployment.fetch(outputs)
+        written = bucket_keys(DATA)
+        change_the_images(test1_images, work)
+        # The first step (featurize and reduce) submitted again: one MERGE into the table on S3.
+        driver_logs.append(run_step(steps[0], deployment, root, home))
+        rerun = json.loads(
+            boto3.client("s3")
+            .get_object(Bucket=BUCKET, Key=f"{DATA}/08_reporting/featurize_summary.json")["Body"]
+            .read()
+        )
     applications = [
         [json.loads(line) for line in log.read_text().splitlines()] for log in events.iterdir()
     ]
-    assert len(applications) == len(steps) == 3
+    assert len(applications) == len(steps) + 1 == 4
     # What the JVMs wrote to their standard error: the driver's is the step's.
     executor_logs = [log.read_text() for log in (work / "executors").glob("app-*/*/stderr")]
-    return StepRun(deployment, applications, driver_logs, executor_logs)
+    return StepRun(deployment, outputs, written, rerun, applications, driver_logs, executor_logs)
 
 
-def test_the_steps_featurize_reduce_train_and_predict_into_the_bucket(step_run, tmp_path):
-    deployment = step_run.deployment
-    written = deployment.fetch(tmp_path)
-    assert {path.name for path in written} >= {
-        "pca_features.csv",
-        "featurize_summary.json",
-        "variance_report.json",
-        "classification_metrics.json",
-        "predictions.csv",
-    }
-    summary = json.loads((tmp_path / "08_reporting" / "featurize_summary.json").read_text())
+def run_step(step: dict, deployment: Deployment, root: Path, home: Path) -> str:
+    """One step's command, as the cluster holds it, in the node's environment; its stderr."""
+    command = step["Config"]["Args"]
+    assert command[:2] == ["bash", "-c"]
+    script = command[2].replace(deployment.settings.node_home, str(home))
+    result = subprocess.run(
+        node_environment(root) + ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        check=False,
+    )
+    assert result.returncode == 0, step["Name"] + result.stdout[-5000:] + result.stderr[-5000:]
+    return result.stderr
+
+
+def bucket_keys(under: str) -> list[str]:
+    pages = (
+        boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=under)
+    )
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def change_the_images(test1_images: Path, scratch: Path) -> None:
+    """Two lemon photos added to the training images, one apple photo removed."""
+    client, training = boto3.client("s3"), "fruit_pipeline/images/Training"
+    for image in sorted((test1_images / "lemon").glob("*.jpg"))[:2]:
+        copy = scratch / f"new_{image.name}"
+        shutil.copy(image, copy)
+        client.upload_file(str(copy), BUCKET, f"{training}/lemon/{copy.name}")
+    client.delete_object(Bucket=BUCKET, Key=bucket_keys(f"{training}/apple/")[0])
+
+
+def test_the_steps_featurize_reduce_train_and_predict_into_the_bucket(step_run):
+    outputs = step_run.outputs
+    summary = json.loads((outputs / "08_reporting" / "featurize_summary.json").read_text())
     assert summary["files_listed"] == summary["featurized"] == summary["table_rows"] == SAMPLE_SIZE
+    assert summary["table_version"] == 0
     assert summary["feature_model"]["weights"].startswith(f"s3://{BUCKET}/fruit_pipeline/models/")
-    projected = pd.read_csv(tmp_path / "05_model_input" / "pca_features.csv")
+    report = json.loads((outputs / "08_reporting" / "variance_report.json").read_text())
+    assert (report["features_version"], report["image_count"]) == (0, SAMPLE_SIZE)
+    projected = pd.read_csv(outputs / "05_model_input" / "pca_features.csv")
     assert len(projected) == SAMPLE_SIZE
     assert projected["path"].str.startswith(f"s3://{BUCKET}/fruit_pipeline/images/").all()
-    metrics = json.loads((tmp_path / "08_reporting" / "classification_metrics.json").read_text())
+    metrics = json.loads((outputs / "08_reporting" / "classification_metrics.json").read_text())
+    assert metrics["features_version"] == 0
     assert (metrics["train_images"], metrics["test_images"]) == (328, 135)
     assert metrics["accuracy"] >= 0.98
-    predictions = pd.read_csv(tmp_path / "07_model_output" / "predictions.csv")
+    predictions = pd.read_csv(outputs / "07_model_output" / "predictions.csv")
     assert len(predictions) == 20
     expected = predictions["path"].str.extract(r"/new_images/([^/]+)/")[0]
     assert (predictions["predicted_label"] == expected).mean() >= 0.9
+
+
+def test_every_output_is_in_the_bucket_and_no_partial_write_is_left(step_run):
+    table = f"{DATA}/04_feature/image_features"
+    written = step_run.written
+    assert f"{table}/_delta_log/00000000000000000000.json" in written
+    assert any(key.startswith(f"{table}/part-") and key.endswith(".parquet") for key in written)
+    assert any(key.startswith(f"{DATA}/06_models/feature_model_cache/") for key in written)
+    assert any(key.startswith(f"{DATA}/06_models/classifier/stages/") for key in written)
+    outputs = {
+        f"{DATA}/{path.relative_to(step_run.outputs)}"
+        for path in step_run.outputs.rglob("*")
+        if path.is_file()
+    }
+    assert outputs <= set(written)
+    assert {key.removeprefix(f"{DATA}/") for key in outputs} >= {
+        "05_model_input/pca_features.csv",
+        "06_models/classifier_export.json",
+        "07_model_output/predictions.csv",
+        "08_reporting/featurize_summary.json",
+        "08_reporting/image_rejects.csv",
+        "08_reporting/variance_report.json",
+        "08_reporting/cumulative_variance.png",
+        "08_reporting/classifier_selection.json",
+        "08_reporting/classification_metrics.json",
+        "08_reporting/confusion_matrix.png",
+        "08_reporting/reliability.png",
+        "08_reporting/new_images_summary.json",
+        "08_reporting/new_image_rejects.csv",
+    }
+    # Atomic writes leave no temporary object behind.
+    assert not [key for key in written if key.endswith(".partial")]
+
+
+def test_the_step_run_again_merges_the_changed_images_into_the_table_on_s3(step_run):
+    summary = step_run.rerun
+    assert (summary["files_new"], summary["files_removed"], summary["featurized"]) == (2, 1, 2)
+    assert summary["files_unchanged"] == SAMPLE_SIZE - 1
+    assert summary["table_rows"] == SAMPLE_SIZE + 1
+    assert summary["table_version"] == 1
+    log = bucket_keys(f"{DATA}/04_feature/image_features/_delta_log/")
+    assert f"{DATA}/04_feature/image_features/_delta_log/00000000000000000001.json" in log
 
 
 def test_the_work_ran_in_executor_jvms_of_emrs_spark_release(step_run):
