@@ -194,6 +194,12 @@ def test_the_operator_acts_only_on_the_projects_clusters_and_creates_emrs_linked
     assert clusters["Condition"] == {
         "StringEquals": {"elasticmapreduce:ResourceTag/project": settings.tags["project"]}
     }
+    # create-cluster reads the security configuration's name from this stack only.
+    outputs_read = statements["ReadTheStacksOutputs"]
+    assert outputs_read["Action"] == "cloudformation:DescribeStacks"
+    assert outputs_read["Resource"].startswith(
+        f"arn:aws:cloudformation:{REGION}:123456789012:stack/{settings.stack_name}/"
+    )
     # Every EMR action is in one of the two statements, none on every cluster.
     actions = [statement["Action"] for statement in statements.values()]
     emr_actions = [
@@ -213,6 +219,60 @@ def test_the_operator_acts_only_on_the_projects_clusters_and_creates_emrs_linked
     assert linked_policy["Resource"] == linked["Resource"]
     assert "Condition" not in linked_policy
     assert "s3:*" not in json.dumps(document)
+
+
+def test_the_stack_gives_the_clusters_a_security_configuration(deployment):
+    outputs = deployment.apply_stack(TEMPLATE)
+    resources = boto3.client("cloudformation").list_stack_resources(
+        StackName=deployment.settings.stack_name
+    )["StackResourceSummaries"]
+    (made,) = [r for r in resources if r["ResourceType"] == "AWS::EMR::SecurityConfiguration"]
+    assert outputs["SecurityConfigurationName"] == made["PhysicalResourceId"]
+    assert outputs["ClusterDiskKeyArn"].startswith(f"arn:aws:kms:{REGION}:123456789012:key/")
+    # moto's server does not show what its CloudFormation made to its EMR and KMS APIs: check
+    # what the template says.
+    template = template_resources()
+    configuration = template["ClusterSecurityConfiguration"]["Properties"]["SecurityConfiguration"]
+    assert configuration["InstanceMetadataServiceConfiguration"] == {
+        "MinimumInstanceMetadataServiceVersion": 2,
+        "HttpPutResponseHopLimit": 1,
+    }
+    encryption = configuration["EncryptionConfiguration"]
+    assert encryption["EnableAtRestEncryption"] is True
+    at_rest = encryption["AtRestEncryptionConfiguration"]
+    assert at_rest["LocalDiskEncryptionConfiguration"] == {
+        "EncryptionKeyProviderType": "AwsKms",
+        "AwsKmsKey": {"Fn::GetAtt": ["ClusterDiskKey", "Arn"]},
+        "EnableEbsEncryption": True,
+    }
+    assert at_rest["S3EncryptionConfiguration"] == {"EncryptionMode": "SSE-S3"}
+    # The nodes (their data keys) and EMR's service role (the grants of encrypted EBS volumes)
+    # use the key; moto keeps the key policy but does not evaluate it.
+    statements = {
+        statement["Sid"]: statement
+        for statement in template["ClusterDiskKey"]["Properties"]["KeyPolicy"]["Statement"]
+    }
+    users = statements["TheNodesAndEmrUseTheKey"]
+    assert users["Principal"]["AWS"] == [
+        {"Fn::GetAtt": ["ClusterInstanceRole", "Arn"]},
+        {"Fn::GetAtt": ["EmrServiceRole", "Arn"]},
+    ]
+    assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= set(users["Action"])
+    grants = statements["EmrAttachesEncryptedVolumes"]
+    assert grants["Principal"]["AWS"] == {"Fn::GetAtt": ["EmrServiceRole", "Arn"]}
+    assert "kms:CreateGrant" in grants["Action"]
+    assert grants["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": True}}
+
+
+def test_create_cluster_refuses_a_stack_without_the_security_configuration(settings):
+    sent = []
+    unready = Deployment(replace(settings, stack_name="not-applied"))
+    unready.emr.meta.events.register(
+        "provide-client-params.emr.RunJobFlow", lambda params, **_: sent.append(params)
+    )
+    with pytest.raises(DeploymentFailed, match="not-applied .*`fruit-deploy apply-stack` first"):
+        unready.create_cluster("fruit_pipeline test", wait=False)
+    assert not sent
 
 
 def test_a_stack_that_fails_names_the_resources_and_why(settings, tmp_path):
@@ -364,6 +424,8 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
     assert sent["AutoTerminationPolicy"] == {"IdleTimeout": settings.idle_timeout_seconds}
     assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert sent["EbsRootVolumeSize"] == settings.ebs_root_volume_gib == 30
+    outputs = deployment.apply_stack(TEMPLATE)
+    assert sent["SecurityConfiguration"] == outputs["SecurityConfigurationName"]
 
 
 def _unready_subnet(undo: str) -> str:
@@ -406,6 +468,12 @@ def test_create_cluster_refuses_a_subnet_emr_or_s3_cannot_use(deployment, undo, 
 def test_create_cluster_refuses_a_cluster_without_a_subnet(settings):
     settings = replace(settings, subnet_id=None)
     with pytest.raises(NetworkNotReady, match="subnet_id is not set"):
+        Deployment(settings).create_cluster("fruit_pipeline test", wait=False)
+
+
+def test_create_cluster_refuses_a_subnet_that_does_not_exist(settings):
+    settings = replace(settings, subnet_id="subnet-0123456789abcdef0")
+    with pytest.raises(NetworkNotReady, match="subnet-0123456789abcdef0 does not exist in eu-"):
         Deployment(settings).create_cluster("fruit_pipeline test", wait=False)
 
 

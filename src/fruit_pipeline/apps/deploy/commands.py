@@ -57,6 +57,10 @@ SMALL_FILES = TransferConfig(use_threads=False)
 LARGE_FILES = TransferConfig(max_concurrency=4)
 
 
+# The stack's output that names the clusters' security configuration (account.yaml).
+SECURITY_CONFIGURATION_OUTPUT = "SecurityConfigurationName"
+
+
 class DeploymentFailed(RuntimeError):
     """A cluster or a step ended in failure; the message says where its log is."""
 
@@ -237,6 +241,7 @@ class Deployment:
         """Start the cluster: 1 primary + N core nodes, the bootstrap action, logs, idle stop."""
         settings = self.settings
         check_subnet(self.ec2, settings.subnet_id, settings.region)
+        security_configuration = self._security_configuration()
         instances: dict[str, Any] = {
             "InstanceGroups": [
                 {
@@ -277,6 +282,7 @@ class Deployment:
             AutoTerminationPolicy={"IdleTimeout": settings.idle_timeout_seconds},
             ServiceRole=settings.service_role,
             JobFlowRole=settings.instance_profile,
+            SecurityConfiguration=security_configuration,
             VisibleToAllUsers=True,
             EbsRootVolumeSize=settings.ebs_root_volume_gib,
             Tags=self._tag_set(EMR_MANAGED_POLICY_TAG),
@@ -286,6 +292,21 @@ class Deployment:
         if wait:
             self.wait_for_cluster(cluster_id)
         return cluster_id
+
+    def _security_configuration(self) -> str:
+        """The name of the stack's EMR security configuration (encrypted disks, IMDSv2 only),
+        which CloudFormation chose; a stack without one is refused before RunJobFlow."""
+        name = self.settings.stack_name
+        outputs = {}
+        if self._stack_exists(name):
+            stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+            outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+        if SECURITY_CONFIGURATION_OUTPUT not in outputs:
+            raise DeploymentFailed(
+                f"stack {name} in {self.settings.region} gives no EMR security configuration "
+                "(encrypted disks, IMDSv2 only): run `fruit-deploy apply-stack` first"
+            )
+        return outputs[SECURITY_CONFIGURATION_OUTPUT]
 
     def wait_for_cluster(self, cluster_id: str) -> None:
         """Wait until the cluster takes steps; if it fails, say why and where its logs are."""
