@@ -522,6 +522,46 @@ def test_a_cluster_that_fails_to_start_says_why_and_where_the_bootstrap_log_is(s
     assert f"{logs}<instance id>/bootstrap-actions/1/stderr.gz" in message
 
 
+def test_a_transient_cluster_is_asked_to_run_its_steps_then_terminate(deployment, settings):
+    sent = {}
+    deployment.emr.meta.events.register(
+        "provide-client-params.emr.RunJobFlow", lambda params, **_: sent.update(params)
+    )
+    cluster_id = deployment.create_cluster(
+        "fruit_pipeline test", wait=False, transient=[None, "train"], params="train.seed=3"
+    )
+    assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is False
+    steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"][::-1]
+    assert [step["Name"] for step in steps] == ["kedro run __default__", "kedro run train"]
+    assert {step["ActionOnFailure"] for step in steps} == {"TERMINATE_CLUSTER"}
+    assert [step["Config"]["Args"] for step in steps] == [
+        step_command(settings, None, "train.seed=3"),
+        step_command(settings, "train", "train.seed=3"),
+    ]
+
+
+def test_a_transient_cluster_whose_step_failed_is_an_error_with_its_log(settings):
+    deployment = Deployment(settings)
+    step = {"Id": "s-2", "Name": "kedro run train", "Status": {"State": "FAILED"}}
+    done = {"Id": "s-1", "Name": "kedro run __default__", "Status": {"State": "COMPLETED"}}
+    with Stubber(deployment.emr) as emr:
+        emr.add_response(
+            "describe_cluster",
+            {"Cluster": {"Id": "j-1", "Name": "c", "Status": {"State": "TERMINATED"}}},
+            {"ClusterId": "j-1"},
+        )
+        emr.add_response("list_steps", {"Steps": [step, done]}, {"ClusterId": "j-1"})
+        with pytest.raises(
+            DeploymentFailed, match=r"step s-2 \(kedro run train\) FAILED, its logs: s3://.*/j-1/"
+        ):
+            deployment.wait_for_transient_cluster("j-1")
+
+
+def test_create_cluster_takes_pipelines_only_for_a_transient_cluster(settings, caplog):
+    assert main(["--project", str(PROJECT_ROOT), "create-cluster", "--pipeline", "train"]) == 1
+    assert "only with --transient" in caplog.text
+
+
 def test_a_failed_step_is_an_error_with_its_log(settings):
     deployment = Deployment(settings)
     with Stubber(deployment.emr) as emr:

@@ -2,13 +2,15 @@
 
 Sub-commands, in the order a user runs them from a laptop:
   apply-stack     the account's resources (deploy/cloudformation/account.yaml): the bucket with
-                  its policies, the cluster's roles and instance profile, the operator's policy
+                  its policies, the cluster's roles and instance profile, its security
+                  configuration (encrypted disks, IMDSv2 only), the operator's policy
   upload-images   a local folder of class folders to the images location (--new: the new images
                   location, for predict), in parallel, skipping files already there, same size
   package         project wheel, configuration, pinned requirements, a wheelhouse for the nodes,
                   the bootstrap script and the weights file to the deploy location
   create-cluster  EMR cluster with the bootstrap action, logs in the bucket, idle auto-termination;
-                  waits until it is ready, or says why it failed and where the bootstrap log is
+                  waits until it is ready, or says why it failed and where the bootstrap log is;
+                  --transient --pipeline P ...: runs those steps and terminates when they end
   run             a step running `kedro run --env=emr` on the primary node; waits and reports
   status          the cluster's state and its latest steps
   fetch           the tables, reports, plots and classifier export to a local folder
@@ -28,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -237,8 +240,19 @@ class Deployment:
         )
         return sorted(uploads)
 
-    def create_cluster(self, name: str, wait: bool = True) -> str:
-        """Start the cluster: 1 primary + N core nodes, the bootstrap action, logs, idle stop."""
+    def create_cluster(
+        self,
+        name: str,
+        wait: bool = True,
+        transient: Sequence[str | None] = (),
+        params: str | None = None,
+    ) -> str:
+        """Start the cluster: 1 primary + N core nodes, the bootstrap action, logs, idle stop.
+
+        With `transient` pipelines (None: the default one), the cluster runs them as its steps,
+        one after the other, and terminates when they end (or at the first that fails): no idle
+        hour is billed. Waiting then waits for the termination and checks every step.
+        """
         settings = self.settings
         check_subnet(self.ec2, settings.subnet_id, settings.region)
         security_configuration = self._security_configuration()
@@ -257,7 +271,7 @@ class Deployment:
                     "InstanceCount": settings.core_instance_count,
                 },
             ],
-            "KeepJobFlowAliveWhenNoSteps": True,
+            "KeepJobFlowAliveWhenNoSteps": not transient,
             "TerminationProtected": False,
         }
         if settings.key_name:
@@ -285,13 +299,36 @@ class Deployment:
             SecurityConfiguration=security_configuration,
             VisibleToAllUsers=True,
             EbsRootVolumeSize=settings.ebs_root_volume_gib,
+            Steps=[self._step(pipeline, params, "TERMINATE_CLUSTER") for pipeline in transient],
             Tags=self._tag_set(EMR_MANAGED_POLICY_TAG),
         )
         cluster_id = response["JobFlowId"]
         logger.info("cluster %s starting (bootstrap takes a few minutes)", cluster_id)
-        if wait:
+        if wait and transient:
+            self.wait_for_transient_cluster(cluster_id)
+        elif wait:
             self.wait_for_cluster(cluster_id)
         return cluster_id
+
+    def wait_for_transient_cluster(self, cluster_id: str) -> None:
+        """Wait until the cluster has run its steps and terminated; a step that did not
+        complete is an error with its log."""
+        self.emr.get_waiter("cluster_terminated").wait(
+            ClusterId=cluster_id, WaiterConfig={"Delay": 60, "MaxAttempts": 24 * 60}
+        )
+        steps = self.emr.list_steps(ClusterId=cluster_id)["Steps"][::-1]
+        for step in steps:
+            logger.info("step %s (%s): %s", step["Id"], step["Name"], step["Status"]["State"])
+        failed = [step for step in steps if step["Status"]["State"] != "COMPLETED"]
+        if failed:
+            raise DeploymentFailed(
+                "; ".join(
+                    f"step {step['Id']} ({step['Name']}) {step['Status']['State']}, its logs: "
+                    f"{self.step_logs(cluster_id, step['Id'])}stderr.gz"
+                    for step in failed
+                )
+            )
+        logger.info("cluster %s ran its %d steps and terminated", cluster_id, len(steps))
 
     def _security_configuration(self) -> str:
         """The name of the stack's EMR security configuration (encrypted disks, IMDSv2 only),
@@ -336,19 +373,10 @@ class Deployment:
         poll_seconds: float = 30,
     ) -> str:
         """Add the `kedro run --env=emr` step; wait for it with progress if asked."""
-        command = step_command(self.settings, pipeline, params)
-        response = self.emr.add_job_flow_steps(
-            JobFlowId=cluster_id,
-            Steps=[
-                {
-                    "Name": f"kedro run {pipeline or '__default__'}",
-                    "ActionOnFailure": "CONTINUE",
-                    "HadoopJarStep": {"Jar": "command-runner.jar", "Args": command},
-                }
-            ],
-        )
+        step = self._step(pipeline, params, "CONTINUE")
+        response = self.emr.add_job_flow_steps(JobFlowId=cluster_id, Steps=[step])
         step_id = response["StepIds"][0]
-        logger.info("step %s added: %s", step_id, command[-1])
+        logger.info("step %s added: %s", step_id, step["HadoopJarStep"]["Args"][-1])
         if wait:
             state = self.wait_for_step(cluster_id, step_id, poll_seconds)
             logs = self.step_logs(cluster_id, step_id)
@@ -356,6 +384,17 @@ class Deployment:
                 raise DeploymentFailed(f"step {step_id} {state}; its logs: {logs}stderr.gz")
             logger.info("step %s %s; logs: %s", step_id, state, logs)
         return step_id
+
+    def _step(self, pipeline: str | None, params: str | None, on_failure: str) -> dict[str, Any]:
+        """An EMR step that runs `kedro run --env=emr` (command-runner.jar) on the primary."""
+        return {
+            "Name": f"kedro run {pipeline or '__default__'}",
+            "ActionOnFailure": on_failure,
+            "HadoopJarStep": {
+                "Jar": "command-runner.jar",
+                "Args": step_command(self.settings, pipeline, params),
+            },
+        }
 
     def wait_for_step(self, cluster_id: str, step_id: str, poll_seconds: float) -> str:
         """Poll the step until it ends, logging each change of state."""
@@ -519,6 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     create = commands.add_parser("create-cluster")
     create.add_argument("--name", default="fruit_pipeline")
     create.add_argument("--no-wait", dest="wait", action="store_false")
+    create.add_argument(
+        "--transient",
+        action="store_true",
+        help="run the --pipeline steps (default: featurize + reduce), then terminate",
+    )
+    create.add_argument("--pipeline", action="append", dest="pipelines", help="repeatable")
+    create.add_argument("--params")
     run = commands.add_parser("run")
     run.add_argument("cluster_id")
     run.add_argument("--pipeline")
@@ -566,7 +612,11 @@ def _dispatch(deployment: Deployment, args: argparse.Namespace) -> None:
         dist = args.dist or build_package(args.project)
         deployment.package(args.project, dist, args.weights)
     elif args.command == "create-cluster":
-        print(deployment.create_cluster(args.name, args.wait))  # noqa: T201
+        if args.pipelines and not args.transient:
+            raise ValueError("create-cluster takes --pipeline only with --transient; else `run`")
+        transient = (args.pipelines or [None]) if args.transient else []
+        cluster_id = deployment.create_cluster(args.name, args.wait, transient, args.params)
+        print(cluster_id)  # noqa: T201
     elif args.command == "run":
         step_id = deployment.run(
             args.cluster_id, args.pipeline, args.params, args.wait, args.poll_seconds
