@@ -15,6 +15,7 @@ Sub-commands, in the order a user runs them from a laptop:
   status          the cluster's state and its latest steps
   fetch           the tables, reports, plots and classifier export to a local folder
   terminate       the cluster, waiting until it is terminated
+  estimate        instance-hours of a cluster run (--run-minutes, --transient) and its price
   remove-stack    the account's resources (the bucket only when empty, or with --empty-bucket)
 
 Run it from the project folder (or pass --project). Settings: conf/emr/globals.yml (where things
@@ -42,7 +43,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from fruit_pipeline.apps.deploy import staging
+from fruit_pipeline.apps.deploy import estimate, staging
 from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, check_subnet
 from fruit_pipeline.apps.deploy.settings import PROJECT_TAG, Settings, check_region, load_settings
 from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
@@ -575,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     terminate = commands.add_parser("terminate")
     terminate.add_argument("cluster_id")
     terminate.add_argument("--no-wait", dest="wait", action="store_false")
+    cost = commands.add_parser("estimate")
+    cost.add_argument("--run-minutes", type=float, default=10, help="the steps' wall time")
+    cost.add_argument("--transient", action="store_true", help="no idle wait")
     fetch = commands.add_parser("fetch")
     fetch.add_argument("--dest", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -624,6 +628,8 @@ def _dispatch(deployment: Deployment, args: argparse.Namespace) -> None:
         print(step_id)  # noqa: T201
     elif args.command == "status":
         print(deployment.status(args.cluster_id))  # noqa: T201
+    elif args.command == "estimate":
+        print(estimate.report(deployment.settings, args.run_minutes, args.transient))  # noqa: T201
     elif args.command == "fetch":
         deployment.fetch(args.dest)
     elif args.command == "terminate":

@@ -32,6 +32,8 @@ class Settings:
     instance_type: str
     core_instance_count: int
     idle_timeout_seconds: int
+    startup_minutes: float
+    prices: dict
     ebs_root_volume_gib: int
     stack_name: str
     service_role: str
