@@ -44,6 +44,12 @@ def test_without_a_rate_it_says_where_to_read_one(settings):
     assert "https://aws.amazon.com/emr/pricing/" in text
 
 
+def test_a_rate_without_emrs_fee_is_refused_by_name(settings):
+    partial = {"hourly": {"eu-west-3": {"m5.xlarge": {"ec2": 0.2}}}}
+    with pytest.raises(ValueError, match=r"m5\.xlarge needs both `ec2` and `emr`"):
+        estimate.report(replace(settings, prices=partial), run_minutes=10, transient=False)
+
+
 def test_the_command_prints_it_and_refuses_a_negative_run(capsys, caplog):
     assert main(["--project", str(PROJECT_ROOT), "estimate", "--transient"]) == 0
     assert "instance-hours" in capsys.readouterr().out

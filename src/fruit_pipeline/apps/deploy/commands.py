@@ -150,10 +150,13 @@ class Deployment:
             created = self.cloudformation.create_stack(**arguments, OnFailure="DELETE")
             # By its id: a failed creation deletes the stack, and its name then finds nothing.
             self._wait_for_stack("stack_create_complete", created["StackId"])
-        stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-        outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+        outputs = self._stack_outputs(name)
         logger.info("stack %s: %s", name, outputs)
         return outputs
+
+    def _stack_outputs(self, name: str) -> dict[str, str]:
+        stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+        return {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
 
     def remove_stack(self, empty_bucket: bool) -> None:
         """Delete the account's stack; the bucket goes with it only empty (or emptied here)."""
@@ -335,10 +338,7 @@ class Deployment:
         """The name of the stack's EMR security configuration (encrypted disks, IMDSv2 only),
         which CloudFormation chose; a stack without one is refused before RunJobFlow."""
         name = self.settings.stack_name
-        outputs = {}
-        if self._stack_exists(name):
-            stack = self.cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-            outputs = {item["OutputKey"]: item["OutputValue"] for item in stack.get("Outputs", [])}
+        outputs = self._stack_outputs(name) if self._stack_exists(name) else {}
         if SECURITY_CONFIGURATION_OUTPUT not in outputs:
             raise DeploymentFailed(
                 f"stack {name} in {self.settings.region} gives no EMR security configuration "

@@ -34,7 +34,14 @@ def hourly_rate(settings: Settings) -> float | None:
     """EC2 + EMR on-demand USD per instance-hour of the configured type and region, if given."""
     rates = (settings.prices.get("hourly") or {}).get(settings.region, {})
     rate = rates.get(settings.instance_type)
-    return None if rate is None else rate["ec2"] + rate["emr"]
+    if rate is None:
+        return None
+    if not {"ec2", "emr"} <= set(rate):
+        raise ValueError(
+            f"conf/emr/deploy.yml: prices.hourly.{settings.region}.{settings.instance_type} "
+            f"needs both `ec2` and `emr` (USD per hour), not {sorted(rate)}"
+        )
+    return rate["ec2"] + rate["emr"]
 
 
 def report(settings: Settings, run_minutes: float, transient: bool) -> str:
