@@ -39,11 +39,15 @@ def main() -> None:
         for folder in sorted(p for p in args.images.iterdir() if p.is_dir())
         for image in sorted(folder.glob("*.jpg"))[:: args.every]
     ]
+    config = config_loader(PROJECT_ROOT)
+    parameters = config["parameters"]
+    framing = parameters["featurize"]["framing"]
     predict = predictors.onnx_predictor(
         feature_model.onnx_feature_model("imagenet", args.cache), threads=os.cpu_count() or 1
     )
     pixels = [
-        decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000) for path in paths
+        decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000, framing)
+        for path in paths
     ]
     base, mirror = [], []
     for start in range(0, len(pixels), 32):
@@ -53,8 +57,6 @@ def main() -> None:
     base_features, mirror_features = np.concatenate(base), np.concatenate(mirror)
     histograms = [colour_histogram(image) for image in pixels]
     options = {"base": base_features, "mirror": (base_features + mirror_features) / 2}
-    config = config_loader(PROJECT_ROOT)
-    parameters = config["parameters"]
     spark = start_spark(dict(config["spark"]))
     print(f"{len(paths)} images of {len({p.parent.name for p in paths})} classes")
     for name, matrix in options.items():

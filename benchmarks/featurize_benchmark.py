@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from scratch_project import (
     IMAGE_SUFFIXES,
@@ -49,13 +50,13 @@ def loop_limit(engine: str, images: Path, batch_size: int, weights: str | None, 
         model = feature_model.onnx_feature_model(weights, cache)
         predict = predictors.onnx_predictor(model, threads=os.cpu_count() or 1)
     paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    max_pixels = configured("max_image_pixels")
+    max_pixels, framing = configured("max_image_pixels"), configured("framing")
     start = time.perf_counter()
     count = 0
     for first in range(0, len(paths), batch_size):
         pixels = np.stack(
             [
-                decode_image(path.read_bytes(), feature_model.INPUT_SIZE, max_pixels)
+                decode_image(path.read_bytes(), feature_model.INPUT_SIZE, max_pixels, framing)
                 for path in paths[first : first + batch_size]
             ]
         )
@@ -70,7 +71,7 @@ def convert(weights: str | None, cache: str) -> None:
     feature_model.onnx_feature_model(weights, cache)
 
 
-def configured(name: str) -> int:
+def configured(name: str) -> Any:
     """A featurize parameter of the project's defaults: the benchmark measures them."""
     return config_loader(PROJECT_ROOT)["parameters"]["featurize"][name]
 

@@ -27,7 +27,7 @@ from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
 from fruit_pipeline.core.images import ImageRejected, decode_image
-from fruit_pipeline.parameters import TrainSettings
+from fruit_pipeline.parameters import FRAMINGS, Candidate, TrainSettings
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     name_fruits,
@@ -54,7 +54,7 @@ OPTIONS = {
 SCHEMA = "path string, label string, source string, features array<float>, colour array<float>"
 
 
-def embed(folder: Path, every: int, cache: str) -> list[tuple[str, str, list, list]]:
+def embed(folder: Path, every: int, cache: str, framing: str) -> list[tuple[str, str, list, list]]:
     """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder."""
     paths = [
         path
@@ -71,7 +71,8 @@ def embed(folder: Path, every: int, cache: str) -> list[tuple[str, str, list, li
         batch, kept = [], []
         for path in paths[start : start + 32]:
             try:
-                batch.append(decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000))
+                content = path.read_bytes()
+                batch.append(decode_image(content, feature_model.INPUT_SIZE, 25_000_000, framing))
                 kept.append(path)
             except ImageRejected as rejected:
                 print(f"rejected {path}: {rejected}")
@@ -101,15 +102,27 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
     parser.add_argument("--every", type=int, default=1, help="every n-th image of each folder")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "fruit_pipeline"))
+    parser.add_argument("--framing", choices=FRAMINGS, help="default: featurize.framing")
+    parser.add_argument(
+        "--without-colour", action="store_true", help="the candidates without the colour histogram"
+    )
     args = parser.parse_args()
     config = config_loader(PROJECT_ROOT)
     parameters = config["parameters"]
+    framing = args.framing or parameters["featurize"]["framing"]
     train = TrainSettings.model_validate({**parameters["train"], "label_level": "fruit"})
+    if args.without_colour:
+        candidates = {c.model_copy(update={"colour": False}) for c in train.selection.candidates}
+        candidates = sorted(candidates, key=Candidate.name)
+        selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
+        train = train.model_copy(update={"selection": selection})
+    print(f"framing: {framing}; candidates: {[c.name() for c in train.selection.candidates]}")
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
     spark = start_spark(dict(config["spark"]))
     rows = {
         source: [
-            (*row[:2], source, *row[2:]) for row in embed(args.data / path, args.every, args.cache)
+            (*row[:2], source, *row[2:])
+            for row in embed(args.data / path, args.every, args.cache, framing)
         ]
         for source, path in SOURCES.items()
     }

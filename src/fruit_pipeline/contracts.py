@@ -10,9 +10,14 @@ VECTOR = "vector"
 COLOUR = "colour"
 COLOUR_VECTOR = "colour_vector"
 DESCRIPTORS = "descriptors"
-# The feature model that made a row: its weights file's SHA-256 (null: random) and its engine.
+# The feature model that made a row: its weights file's SHA-256 (null: random), its engine and
+# the framing of its input.
 WEIGHTS_SHA256 = "weights_sha256"
 ENGINE = "engine"
+FRAMING = "framing"
+# A table or export that records no framing (fruit_pipeline.parameters.Framing) was made
+# before framing was chosen: its photos were squashed.
+UNRECORDED_FRAMING = "squash"
 # The table's array column behind each vector column.
 ARRAY_OF_VECTOR = {VECTOR: FEATURES, COLOUR_VECTOR: COLOUR}
 # The standardization and PCA stages (fruit_pipeline.spark.pca).
@@ -37,7 +42,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 FILE_VERSION = {"length": "long", "modificationTime": "timestamp"}
 SOURCE_FILE = {"path": "string", LABEL: "string"} | FILE_VERSION
 DESCRIPTION = {FEATURES: "array<float>", COLOUR: "array<float>"}
-FEATURE_MODEL = {WEIGHTS_SHA256: "string", ENGINE: "string"}
+FEATURE_MODEL = {WEIGHTS_SHA256: "string", ENGINE: "string", FRAMING: "string"}
 TABLE_ROW = SOURCE_FILE | DESCRIPTION | FEATURE_MODEL
 
 

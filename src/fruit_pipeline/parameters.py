@@ -5,7 +5,7 @@ before any node runs, so a mistyped, missing or mistyped-value key stops every r
 (even one with nothing to do) with the key's name, never half-way through.
 """
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,10 @@ class Settings(BaseModel):
 
 
 Engine = Literal["onnxruntime", "keras"]
+# How a photo that is not square becomes the model's square input: `pad` (the whole photo, the
+# margins in its mean colour), `crop` (its centre square) or `squash` (resized out of shape).
+Framing = Literal["pad", "crop", "squash"]
+FRAMINGS: tuple[str, ...] = get_args(Framing)
 
 
 class FeaturizeSettings(Settings):
@@ -28,6 +32,7 @@ class FeaturizeSettings(Settings):
     model_cache: str  # folder or URL of the converted ONNX models
     batch_size: int = Field(gt=0)  # images per model call
     max_image_pixels: int = Field(gt=0)  # larger images are rejected before decoding
+    framing: Framing  # how a photo that is not square becomes the square input
     threads_per_worker: int = Field(gt=0)  # engine threads in each Spark Python worker
     images_per_task: int = Field(gt=0)  # inference tasks of about this many images...
     partitions: int | None = Field(gt=0)  # ...unless set: this many tasks

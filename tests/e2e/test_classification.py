@@ -140,3 +140,5 @@ def test_predict_names_new_images_and_rejects_bad_ones(real, test1_images, tmp_p
     assert [Path(p).name for p in rejects["path"]] == ["broken.jpg"]
     summary = json.loads((root / "data/08_reporting/new_images_summary.json").read_text())
     assert summary["files_listed"] == 21
+    # Framed as the classifier's training photos were.
+    assert summary["feature_model"]["framing"] == "pad"

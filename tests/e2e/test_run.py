@@ -205,6 +205,7 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
         "plot_reliability",
     }
     assert task_names("predict") == {
+        "featurize_like_the_classifier",
         "label_new_images",
         "featurize_new_images",
         "summarize_new_images",

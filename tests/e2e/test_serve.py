@@ -23,6 +23,7 @@ from pyspark.ml import PipelineModel
 from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
+from fruit_pipeline.core.images import decode_image
 from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
 from fruit_pipeline.spark.pca import as_vectors
@@ -76,7 +77,11 @@ def test_the_export_names_its_feature_model_and_metrics(trained):
     _, export = trained
     assert export.feature_model["weights"] == "imagenet"
     assert export.feature_model["engine"] == "onnxruntime"
+    assert export.feature_model["framing"] == export.framing == "pad"
     assert len(export.feature_model["weights_sha256"]) == 64
+    # An export made before framing was recorded learnt from squashed photos.
+    unrecorded = {k: v for k, v in export.feature_model.items() if k != "framing"}
+    assert dataclasses.replace(export, feature_model=unrecorded).framing == "squash"
     assert export.metrics["accuracy"] >= 0.98
     assert 0 <= export.metrics["expected_calibration_error"] < 0.1
     assert sorted(export.labels) == ["apple", "lemon", "mango", "raspberry"]
@@ -123,9 +128,14 @@ FACTS = {"lemon": "Lemons are rich in vitamin C."}
 
 
 @pytest.fixture(scope="module")
-def client(trained):
+def service(trained):
     project, _ = trained
-    return TestClient(create_app(load_service(service_options(project), FACTS)))
+    return load_service(service_options(project), FACTS)
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return TestClient(create_app(service))
 
 
 def upload(client, content: bytes, field: str = "file", name: str = "photo.jpg"):
@@ -156,6 +166,28 @@ def test_a_phone_photo_in_jpeg_or_heic_gets_its_fruit(client, image_format, size
     photo = encode(stored, image_format, exif=exif.tobytes(), quality=90)
     answer = upload(client, photo, name=f"IMG_0001.{image_format.lower()}").json()
     assert answer["top"][0]["label"] == "lemon", answer
+
+
+def test_the_service_frames_a_photo_as_its_export_says(service, client):
+    lemon = next(path for path in sample_test_images() if path.parent.name == "lemon")
+    # A shelf: the lemon at one end of a wide photo, which squashing would stretch tenfold.
+    wide = Image.new("RGB", (1000, 100), (90, 60, 40))
+    wide.paste(Image.open(lemon), (0, 0))
+    photo = encode(wide, "PNG")
+
+    def probabilities(framing: str) -> np.ndarray:
+        pixels = decode_image(photo, feature_model.INPUT_SIZE, 25_000_000, framing)
+        embedding = service.predict_features(pixels[np.newaxis].astype(np.float32))[0]
+        descriptors = service.classifier.descriptor_vector(embedding, pixels)
+        return service.classifier.probabilities(descriptors[np.newaxis])[0]
+
+    top = upload(client, photo, name="shelf.png").json()["top"]
+    answered = np.array([candidate["probability"] for candidate in top])
+    order = [service.classifier.labels.index(candidate["label"]) for candidate in top]
+    framed, squashed = probabilities(service.classifier.framing), probabilities("squash")
+    np.testing.assert_allclose(answered, framed[order], rtol=0, atol=1e-6)
+    # The answer is sure either way: the framings differ in the log-probabilities of the others.
+    assert np.abs(np.log(framed) - np.log(squashed)).max() > 1.0
 
 
 def test_the_service_gives_the_spark_models_answer_for_a_photo(client, scored_test_images):

@@ -1,3 +1,4 @@
+import datetime
 import math
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import IMAGE_SUFFIXES
+from fruit_pipeline.contracts import FILE_VERSION, FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256, ddl
 from fruit_pipeline.core import feature_model, predictors
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.images import decode_image
@@ -19,6 +20,7 @@ from fruit_pipeline.pipelines.featurize.nodes import (
     CHANGE,
     featurize_images,
     label_images,
+    plan_featurization,
     summarize_featurization,
     summarize_table_update,
 )
@@ -33,6 +35,7 @@ PARAMETERS = {
     "model_cache": "memory://feature_model_cache",
     "batch_size": 3,
     "max_image_pixels": 25_000_000,
+    "framing": "pad",
     "threads_per_worker": 1,
     "images_per_task": 500,
     "partitions": 2,
@@ -105,7 +108,8 @@ def test_good_files_get_1280_finite_features(featurized):
 def test_good_files_get_the_colour_histogram_of_their_decoded_pixels(featurized):
     features, _ = featurized
     for path, histogram in zip(features["path"], features["colour"], strict=True):
-        pixels = decode_image(good_files()[Path(path).name], feature_model.INPUT_SIZE, 25_000_000)
+        content = good_files()[Path(path).name]
+        pixels = decode_image(content, feature_model.INPUT_SIZE, 25_000_000, FEATURIZE.framing)
         np.testing.assert_allclose(histogram, colour_histogram(pixels), rtol=0, atol=1e-7)
 
 
@@ -186,6 +190,28 @@ def test_a_table_that_breaks_once_each_fails_the_summary(spark, tmp_path, table)
         summarize_table_update(*case, FEATURIZE)
 
 
+def table_state(spark, framing: str | None):
+    # One row of random weights (what FEATURIZE embeds with), framed so; None: no framing column.
+    columns = {"path": "string"} | FILE_VERSION | {WEIGHTS_SHA256: "string"}
+    row = ("file:/elsewhere/a/1.jpg", 1, datetime.datetime(2026, 1, 1), None)
+    if framing is None:
+        return spark.createDataFrame([row], ddl(columns))
+    return spark.createDataFrame([(*row, framing)], ddl(columns | {FRAMING: "string"}))
+
+
+@pytest.mark.parametrize(
+    ("framing", "refusal"),
+    [("crop", "framed by \\['crop'\\].*featurize.framing is 'pad'"), (None, "predates")],
+)
+def test_a_table_of_another_framing_is_refused_unless_refreshed(spark, tmp_path, framing, refusal):
+    listed = label_images(binary_files(spark, write_files(tmp_path, {"a/1.jpg": b"x"})), "x")
+    with pytest.raises(ValueError, match=f"{refusal}.*full_refresh=true"):
+        plan_featurization(listed, table_state(spark, framing), FEATURIZE)
+    refreshing = FEATURIZE.model_copy(update={"full_refresh": True})
+    assert plan_featurization(listed, table_state(spark, framing), refreshing).count() == 2
+    assert plan_featurization(listed, table_state(spark, "pad"), FEATURIZE).count() == 2
+
+
 def test_batches_split_inside_a_partition_give_the_same_features():
     model = feature_model.build_feature_model(None)
     batch = pd.DataFrame(
@@ -196,10 +222,10 @@ def test_batches_split_inside_a_partition_give_the_same_features():
         }
     )
     one_call = embedding.embed_batch(
-        batch, model.predict_on_batch, batch_size=64, max_image_pixels=25_000_000
+        batch, model.predict_on_batch, FEATURIZE.model_copy(update={"batch_size": 64})
     )
     small_calls = embedding.embed_batch(
-        batch, model.predict_on_batch, batch_size=2, max_image_pixels=25_000_000
+        batch, model.predict_on_batch, FEATURIZE.model_copy(update={"batch_size": 2})
     )
     np.testing.assert_allclose(
         np.stack(one_call["features"]), np.stack(small_calls["features"]), rtol=1e-4, atol=1e-5
@@ -332,7 +358,7 @@ def test_without_keras_the_one_cached_conversion_is_used_else_a_clear_error(
 def test_onnx_features_of_real_images_equal_keras_on_the_same_pixels(weights_file, tmp_path):
     pixels = np.stack(
         [
-            decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000)
+            decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000, "pad")
             for path in sorted((SAMPLE / "Training").rglob("*.jpg"))[::10]
         ]
     ).astype(np.float32)

@@ -329,15 +329,15 @@ def test_a_candidate_without_its_colour_key_is_refused_by_name():
         with_candidates({"inputs": "pca", "reg_param": 0.1})
 
 
-def rows_of_models(spark, *models: tuple[str | None, str]):
-    """Two feature-table rows for each (weights checksum, engine)."""
+def rows_of_models(spark, *models: tuple[str | None, str, str]):
+    """Two feature-table rows for each (weights checksum, engine, framing)."""
     rows = [
-        (f"/images/kiwi/{i}_{n}.jpg", "kiwi", checksum, engine)
-        for n, (checksum, engine) in enumerate(models)
+        (f"/images/kiwi/{i}_{n}.jpg", "kiwi", *model)
+        for n, model in enumerate(models)
         for i in range(2)
     ]
     return spark.createDataFrame(
-        rows, "path string, label string, weights_sha256 string, engine string"
+        rows, "path string, label string, weights_sha256 string, engine string, framing string"
     )
 
 
@@ -347,27 +347,35 @@ OTHER_SHA = "b" * 64
 
 def test_the_export_names_the_feature_model_of_the_rows_it_learnt_from(spark):
     summary = {"feature_model": {"weights": "imagenet", "weights_sha256": REAL_SHA}}
-    identity = identify_feature_model(rows_of_models(spark, (REAL_SHA, "onnxruntime")), summary)
-    assert identity == {
+    rows = rows_of_models(spark, (REAL_SHA, "onnxruntime", "pad"))
+    assert identify_feature_model(rows, summary) == {
         "weights": "imagenet",
         "weights_sha256": REAL_SHA,
         "engine": "onnxruntime",
+        "framing": "pad",
         "input_size": 224,
         "feature_size": 1280,
     }
+    # A table made before framing was recorded holds squashed photos.
+    unrecorded = identify_feature_model(rows.drop("framing"), summary)
+    assert unrecorded["framing"] == "squash"
 
 
 def test_rows_of_other_weights_than_the_last_featurize_keep_their_own_checksum(spark):
     # `features_version` read an older table version than the latest featurize run describes.
     latest_run = {"feature_model": {"weights": "/models/other.h5", "weights_sha256": OTHER_SHA}}
-    identity = identify_feature_model(rows_of_models(spark, (REAL_SHA, "keras")), latest_run)
+    rows = rows_of_models(spark, (REAL_SHA, "keras", "crop"))
+    identity = identify_feature_model(rows, latest_run)
     assert identity["weights_sha256"] == REAL_SHA
-    assert identity["engine"] == "keras"
+    assert (identity["engine"], identity["framing"]) == ("keras", "crop")
     assert identity["weights"] is None
 
 
-def test_rows_of_two_feature_models_are_refused(spark):
-    mixed = rows_of_models(spark, (REAL_SHA, "onnxruntime"), (OTHER_SHA, "onnxruntime"))
+@pytest.mark.parametrize(
+    "other", [(OTHER_SHA, "onnxruntime", "pad"), (REAL_SHA, "onnxruntime", "crop")]
+)
+def test_rows_of_two_feature_models_are_refused(spark, other):
+    mixed = rows_of_models(spark, (REAL_SHA, "onnxruntime", "pad"), other)
     with pytest.raises(ValueError, match="2 feature models, not one"):
         identify_feature_model(mixed, {})
 

@@ -8,7 +8,7 @@ the kept PCA components (none when the classifier takes the scaled features), th
 logistic regression's coefficients and intercepts, and the temperature that divides its margins
 (fitted on validation images).
 Besides: the label of each class, the threshold under which the answer is "unknown", the
-feature model it expects (weights checksum, engine) and the training metrics.
+feature model it expects (weights checksum, engine, framing) and the training metrics.
 """
 
 import json
@@ -18,7 +18,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from fruit_pipeline.contracts import COLOUR, FEATURES
+from fruit_pipeline.contracts import COLOUR, FEATURES, UNRECORDED_FRAMING
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 
@@ -98,6 +98,11 @@ class ExportedClassifier:
         """Read an export from a path or URL (s3://...)."""
         with fsspec.open(url, "r") as file:
             return cls.from_document(json.load(file))
+
+    @property
+    def framing(self) -> str:
+        """How the photos it learnt from were framed to a square: the service frames its own so."""
+        return self.feature_model.get("framing", UNRECORDED_FRAMING)
 
     def descriptor_vector(self, embedding: np.ndarray, pixels: np.ndarray) -> np.ndarray:
         """One image's input to the classifier: its embedding, then its colour histogram if used."""

@@ -79,17 +79,22 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     return model
 
 
-def identity(source: str | None, engine: str) -> dict[str, Any]:
-    """What identifies the features a model makes: the weights file's SHA-256 and the engine."""
-    return described(source, None if source is None else weights_sha256(source), engine)
+def identity(source: str | None, engine: str, framing: str) -> dict[str, Any]:
+    """What identifies the features a model makes: the weights file's SHA-256, the engine and
+    the framing of its input."""
+    checksum = None if source is None else weights_sha256(source)
+    return described(source, checksum, engine, framing)
 
 
-def described(source: str | None, checksum: str | None, engine: str) -> dict[str, Any]:
+def described(
+    source: str | None, checksum: str | None, engine: str, framing: str
+) -> dict[str, Any]:
     """A feature model as the summaries and the export name it (source None: not known)."""
     return {
         "weights": source,
         "weights_sha256": checksum,
         "engine": engine,
+        "framing": framing,
         "input_size": INPUT_SIZE,
         "feature_size": FEATURE_SIZE,
     }

@@ -6,6 +6,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
+from fruit_pipeline.parameters import FRAMINGS, Framing
+
 # Phones send HEIC: Pillow opens it (and HEIF) once this plug-in is registered.
 register_heif_opener()
 
@@ -20,8 +22,8 @@ class ImageRejected(Exception):
     """An input file that cannot be featurized; the message is the reason recorded for it."""
 
 
-def decode_image(content: bytes | None, size: int, max_pixels: int) -> np.ndarray:
-    """Decode image bytes to a (size, size, 3) uint8 RGB array or raise ImageRejected."""
+def decode_image(content: bytes | None, size: int, max_pixels: int, framing: Framing) -> np.ndarray:
+    """Decode image bytes to a (size, size, 3) uint8 RGB array, framed, or raise ImageRejected."""
     if not content:
         raise ImageRejected(EMPTY_FILE_REASON)
     try:
@@ -40,7 +42,27 @@ def decode_image(content: bytes | None, size: int, max_pixels: int) -> np.ndarra
         raise ImageRejected(f"too large: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected(f"corrupt or truncated image: {error}") from None
-    return np.asarray(rgb.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+    return np.asarray(
+        square(rgb, framing).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
+    )
+
+
+def square(image: Image.Image, framing: Framing) -> Image.Image:
+    """The photo as a square: padded in its mean colour, its centre cropped, or as it is."""
+    width, height = image.size
+    if width == height or framing == "squash":
+        return image
+    if framing == "crop":
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        return image.crop((left, top, left + side, top + side))
+    if framing == "pad":
+        side = max(width, height)
+        mean = np.asarray(image).reshape(-1, 3).mean(axis=0)
+        canvas = Image.new("RGB", (side, side), tuple(int(round(v)) for v in mean))
+        canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+        return canvas
+    raise ValueError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}.")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

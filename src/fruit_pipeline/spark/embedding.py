@@ -100,7 +100,7 @@ def _partition_embedder(
     def embed_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         predict = worker_predictor(engine, broadcast_model, model_key, settings.threads_per_worker)
         for batch in batches:
-            yield embed_batch(batch, predict, settings.batch_size, settings.max_image_pixels)
+            yield embed_batch(batch, predict, settings)
             embedded_count.add(len(batch))
 
     return embed_partition
@@ -118,7 +118,7 @@ def worker_predictor(engine: str, broadcast_model: Any, model_key: str, threads:
 
 
 def embed_batch(
-    batch: pd.DataFrame, predict: Predictor, batch_size: int, max_image_pixels: int
+    batch: pd.DataFrame, predict: Predictor, settings: FeaturizeSettings
 ) -> pd.DataFrame:
     """Decode, embed and colour-describe one batch of rows (other columns kept); undecodable
     rows get their reason."""
@@ -126,11 +126,13 @@ def embed_batch(
     pixels: list[np.ndarray] = []
     for content in batch["content"]:
         try:
-            pixels.append(decode_image(content, INPUT_SIZE, max_image_pixels))
+            pixels.append(
+                decode_image(content, INPUT_SIZE, settings.max_image_pixels, settings.framing)
+            )
             reasons.append(None)
         except ImageRejected as rejection:
             reasons.append(str(rejection))
-    vectors = iter(predict_in_batches(predict, pixels, batch_size))
+    vectors = iter(predict_in_batches(predict, pixels, settings.batch_size))
     histograms = iter([colour_histogram(image) for image in pixels])
     features = [None if reason else next(vectors) for reason in reasons]
     colours = [None if reason else next(histograms) for reason in reasons]

@@ -108,7 +108,7 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
             f"{expected['weights_sha256'][:12]}...; its features came from an earlier version of "
             "the features table): give the weights file with --weights."
         )
-    found = feature_model.identity(weights, "onnxruntime")
+    found = feature_model.identity(weights, "onnxruntime", classifier.framing)
     if found["weights_sha256"] != expected["weights_sha256"]:
         raise SystemExit(
             f"The weights {weights!r} (sha256 {found['weights_sha256'][:12]}...) are not those "
@@ -198,7 +198,9 @@ def create_app(service: Service) -> FastAPI:
         """Name the fruit in one photo (multipart field `file`); `label` is null when unsure."""
         limit = service.options.max_image_pixels
         try:
-            pixels = decode_image(file.file.read(), feature_model.INPUT_SIZE, limit)
+            pixels = decode_image(
+                file.file.read(), feature_model.INPUT_SIZE, limit, service.classifier.framing
+            )
         except ImageRejected as rejection:
             raise HTTPException(422, str(rejection)) from None
         embedding = service.predict_features(pixels[np.newaxis].astype(np.float32))[0]

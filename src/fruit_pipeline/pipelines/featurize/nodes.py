@@ -11,6 +11,7 @@ from fruit_pipeline.contracts import (
     ENGINE,
     FEATURES,
     FILE_VERSION,
+    FRAMING,
     LABEL,
     LABEL_FOLDER,
     WEIGHTS_SHA256,
@@ -44,7 +45,7 @@ def plan_featurization(
 ) -> DataFrame:
     """Compare the listed files with the features table: new, changed, unchanged or removed."""
     if not featurize.full_refresh:
-        _refuse_other_weights(feature_table_state, featurize)
+        _refuse_another_feature_model(feature_table_state, featurize)
     # Only the files' metadata is read: in as many tasks as cores, not one per ~30 files.
     spark = labelled_images.sparkSession
     listed = labelled_images.select("path", LABEL, *SOURCE).coalesce(
@@ -78,7 +79,7 @@ def featurize_changes(
     to_embed = featurization_plan.where(F.col(CHANGE).isin(wanted)).select("path", *SOURCE)
     images = labelled_images.join(to_embed, ["path", *SOURCE], "left_semi")
     embedded = _embed(images, to_embed.count(), featurize)
-    identity = feature_model.identity(featurize.weights, featurize.engine)
+    identity = _feature_model(featurize)
     rows = embedded.where(F.col("reason").isNull()).select(
         "path",
         LABEL,
@@ -87,6 +88,7 @@ def featurize_changes(
         COLOUR,
         F.lit(identity["weights_sha256"]).cast("string").alias(WEIGHTS_SHA256),
         F.lit(identity["engine"]).alias(ENGINE),
+        F.lit(identity["framing"]).alias(FRAMING),
     )
     # A changed file that no longer decodes leaves the table with the gone ones.
     removed = (
@@ -145,7 +147,7 @@ def summarize_table_update(
         "table_version": feature_table.version_of(image_features),
         "images_by_label": _images_by_label(image_features),
         # What made the features: the classifier trained on them expects the same.
-        "feature_model": feature_model.identity(featurize.weights, featurize.engine),
+        "feature_model": _feature_model(featurize),
     }
 
 
@@ -182,7 +184,7 @@ def summarize_featurization(
         "rejected": rejected,
         "rejected_by_reason": _reasons(image_rejects),
         "images_by_label": images_by_label,
-        "feature_model": feature_model.identity(featurize.weights, featurize.engine),
+        "feature_model": _feature_model(featurize),
     }
 
 
@@ -207,15 +209,35 @@ def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -
     )
 
 
-def _refuse_other_weights(feature_table_state: DataFrame, featurize: FeaturizeSettings) -> None:
-    expected = feature_model.identity(featurize.weights, featurize.engine)["weights_sha256"]
-    found = {row[0] for row in feature_table_state.select(WEIGHTS_SHA256).distinct().collect()}
-    if found - {expected}:
+def _feature_model(featurize: FeaturizeSettings) -> dict[str, Any]:
+    return feature_model.identity(featurize.weights, featurize.engine, featurize.framing)
+
+
+def _refuse_another_feature_model(
+    feature_table_state: DataFrame, featurize: FeaturizeSettings
+) -> None:
+    re_embed = "re-embed every image with `--params featurize.full_refresh=true`"
+    if FRAMING not in feature_table_state.columns:
         raise ValueError(
-            f"The features table holds features of other weights (SHA-256 {sorted(map(str, found))}"
-            f") than this run's featurize.weights={featurize.weights!r} (SHA-256 {expected}). "
-            "Features of different weights cannot be mixed: re-embed every image with "
-            "`--params featurize.full_refresh=true`, or set featurize.weights back."
+            "The features table predates featurize.framing (its photos were squashed to a "
+            f"square, this run frames them by {featurize.framing!r}): {re_embed}."
+        )
+    expected = _feature_model(featurize)
+    models = feature_table_state.select(WEIGHTS_SHA256, FRAMING).distinct().collect()
+    weights = {row[WEIGHTS_SHA256] for row in models}
+    if weights - {expected["weights_sha256"]}:
+        raise ValueError(
+            f"The features table holds features of other weights (SHA-256 "
+            f"{sorted(map(str, weights))}) than this run's featurize.weights="
+            f"{featurize.weights!r} (SHA-256 {expected['weights_sha256']}). Features of "
+            f"different weights cannot be mixed: {re_embed}, or set featurize.weights back."
+        )
+    framings = {row[FRAMING] for row in models}
+    if framings - {featurize.framing}:
+        raise ValueError(
+            f"The features table holds features of photos framed by {sorted(framings)}, this "
+            f"run's featurize.framing is {featurize.framing!r}. Features of different framings "
+            f"cannot be mixed: {re_embed}, or set featurize.framing back."
         )
 
 

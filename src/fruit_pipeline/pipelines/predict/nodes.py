@@ -11,10 +11,28 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import RAW_PREDICTION
+from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.calibration import softmax
-from fruit_pipeline.parameters import PredictSettings
+from fruit_pipeline.core.classifier_export import ExportedClassifier
+from fruit_pipeline.parameters import FeaturizeSettings, PredictSettings
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors
+
+
+def featurize_like_the_classifier(
+    classifier_export: dict[str, Any], featurize: FeaturizeSettings
+) -> FeaturizeSettings:
+    """The featurize settings, photos framed as the classifier's were; other weights refused."""
+    exported = ExportedClassifier.from_document(classifier_export)
+    expected = exported.feature_model["weights_sha256"]
+    found = feature_model.identity(featurize.weights, featurize.engine, exported.framing)
+    if found["weights_sha256"] != expected:
+        raise ValueError(
+            f"featurize.weights={featurize.weights!r} (SHA-256 {found['weights_sha256']}) are "
+            f"not the weights the classifier learnt from (SHA-256 {expected}): set them back, "
+            "or train the classifier on these."
+        )
+    return featurize.model_copy(update={"framing": exported.framing})
 
 
 def predict_labels(

@@ -7,7 +7,7 @@ from fruit_pipeline.pipelines.featurize.nodes import (
     label_images,
     summarize_featurization,
 )
-from fruit_pipeline.pipelines.predict.nodes import predict_labels
+from fruit_pipeline.pipelines.predict.nodes import featurize_like_the_classifier, predict_labels
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -21,14 +21,20 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="label_new_images",
             ),
             Node(
+                featurize_like_the_classifier,
+                ["classifier_export", "params:featurize"],
+                "new_images_featurize",
+                name="featurize_like_the_classifier",
+            ),
+            Node(
                 featurize_images,
-                ["labelled_new_images", "params:featurize"],
+                ["labelled_new_images", "new_images_featurize"],
                 ["new_image_features", "new_image_rejects"],
                 name="featurize_new_images",
             ),
             Node(
                 summarize_featurization,
-                ["new_images", "new_image_features", "new_image_rejects", "params:featurize"],
+                ["new_images", "new_image_features", "new_image_rejects", "new_images_featurize"],
                 "new_images_summary",
                 name="summarize_new_images",
             ),

@@ -29,6 +29,7 @@ from fruit_pipeline.contracts import (
     COMPONENTS,
     DESCRIPTORS,
     ENGINE,
+    FRAMING,
     FRUIT,
     LABEL,
     LABEL_INDEX,
@@ -41,6 +42,7 @@ from fruit_pipeline.contracts import (
     SPLIT_FOLDER,
     TEST,
     TRAIN,
+    UNRECORDED_FRAMING,
     VALIDATION,
     VARIETY,
     VECTOR,
@@ -364,18 +366,19 @@ def identify_feature_model(
     split_features: DataFrame, featurize_summary: dict[str, Any]
 ) -> dict[str, Any]:
     """The feature model of the rows the classifier learns from, as the export names it."""
-    models = split_features.select(WEIGHTS_SHA256, ENGINE).distinct().collect()
+    framing = F.col(FRAMING) if FRAMING in split_features.columns else F.lit(UNRECORDED_FRAMING)
+    models = split_features.select(WEIGHTS_SHA256, ENGINE, framing).distinct().collect()
     if len(models) != 1:
         raise ValueError(
             f"The features read were made by {len(models)} feature models, not one: "
-            f"{[tuple(row) for row in models]} (weights SHA-256, engine)."
+            f"{[tuple(row) for row in models]} (weights SHA-256, engine, framing)."
         )
-    checksum, engine = models[0]
+    checksum, engine, framing = models[0]
     summarized = featurize_summary.get("feature_model") or {}
     # The weights' source (`imagenet`, a path) is known only from the featurize run that made
     # these rows: an earlier table version (`features_version`) may hold other weights.
     source = summarized.get("weights") if summarized.get("weights_sha256") == checksum else None
-    return feature_model.described(source, checksum, engine)
+    return feature_model.described(source, checksum, engine, framing)
 
 
 def export_classifier(
