@@ -15,9 +15,11 @@ options that train on studio frames, the same model's accuracy on the studio tes
 
 import argparse
 import os
+import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scratch_project import PROJECT_ROOT
 
 from fruit_pipeline.config import config_loader
@@ -54,8 +56,29 @@ OPTIONS = {
 SCHEMA = "path string, label string, source string, features array<float>, colour array<float>"
 
 
-def embed(folder: Path, every: int, cache: str, framing: str) -> list[tuple[str, str, list, list]]:
-    """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder."""
+def views(pixels: np.ndarray) -> list[np.ndarray]:
+    """Multi-crop: the framed photo, its mirror, and crops of 0.8 of its side at the four corners
+    and the centre, each resized back to the model's input."""
+    size = len(pixels)
+    side = round(0.8 * size)
+    corners = [(0, 0), (0, size - side), (size - side, 0), (size - side, size - side)]
+    starts = [*corners, ((size - side) // 2, (size - side) // 2)]
+    crops = [
+        np.asarray(
+            Image.fromarray(pixels[top : top + side, left : left + side]).resize(
+                (size, size), Image.Resampling.BILINEAR
+            )
+        )
+        for top, left in starts
+    ]
+    return [pixels, pixels[:, ::-1], *crops]
+
+
+def embed(
+    folder: Path, every: int, cache: str, framing: str, multi_crop: bool
+) -> tuple[list[tuple[str, str, list, list]], float]:
+    """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder,
+    and the model's milliseconds per image: the framed photo alone, and all its views."""
     paths = [
         path
         for label in sorted(p for p in folder.iterdir() if p.is_dir())
@@ -66,7 +89,7 @@ def embed(folder: Path, every: int, cache: str, framing: str) -> list[tuple[str,
     predict = predictors.onnx_predictor(
         feature_model.onnx_feature_model("imagenet", cache), threads=os.cpu_count() or 1
     )
-    rows = []
+    rows, seconds = [], {"photo": 0.0, "views": 0.0}
     for start in range(0, len(paths), 32):
         batch, kept = [], []
         for path in paths[start : start + 32]:
@@ -76,12 +99,20 @@ def embed(folder: Path, every: int, cache: str, framing: str) -> list[tuple[str,
                 kept.append(path)
             except ImageRejected as rejected:
                 print(f"rejected {path}: {rejected}")
+        started = time.perf_counter()
         features = predict(np.stack(batch).astype(np.float32))
+        seconds["photo"] += time.perf_counter() - started
+        if multi_crop:
+            started = time.perf_counter()
+            shown = [view for pixels in batch for view in views(pixels)]
+            embedded = predict(np.stack(shown).astype(np.float32))
+            seconds["views"] += time.perf_counter() - started
+            features = embedded.reshape(len(batch), -1, embedded.shape[-1]).mean(axis=1)
         rows += [
             (f"file:{path}", path.parent.name, vector.tolist(), colour_histogram(pixels).tolist())
             for path, vector, pixels in zip(kept, features, batch, strict=True)
         ]
-    return rows
+    return rows, {kind: 1000 * total / len(rows) for kind, total in seconds.items()}
 
 
 def named(scored, selection: dict) -> dict[str, float]:
@@ -104,6 +135,9 @@ def main() -> None:
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "fruit_pipeline"))
     parser.add_argument("--framing", choices=FRAMINGS, help="default: featurize.framing")
     parser.add_argument(
+        "--multi-crop", action="store_true", help="embed each image as the mean of 7 views"
+    )
+    parser.add_argument(
         "--without-colour", action="store_true", help="the candidates without the colour histogram"
     )
     args = parser.parse_args()
@@ -116,18 +150,24 @@ def main() -> None:
         candidates = sorted(candidates, key=Candidate.name)
         selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
         train = train.model_copy(update={"selection": selection})
-    print(f"framing: {framing}; candidates: {[c.name() for c in train.selection.candidates]}")
+    print(
+        f"framing: {framing}; multi-crop: {args.multi_crop}; "
+        f"candidates: {[c.name() for c in train.selection.candidates]}"
+    )
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
     spark = start_spark(dict(config["spark"]))
-    rows = {
-        source: [
-            (*row[:2], source, *row[2:])
-            for row in embed(args.data / path, args.every, args.cache, framing)
-        ]
-        for source, path in SOURCES.items()
-    }
-    for source, source_rows in rows.items():
-        print(f"{source}: {len(source_rows)} images of {len({r[1] for r in source_rows})} folders")
+    rows = {}
+    for source, path in SOURCES.items():
+        embedded, milliseconds = embed(
+            args.data / path, args.every, args.cache, framing, args.multi_crop
+        )
+        rows[source] = [(*row[:2], source, *row[2:]) for row in embedded]
+        folders = len({row[1] for row in embedded})
+        print(
+            f"{source}: {len(embedded)} images of {folders} folders, "
+            f"the model's ms per image: {milliseconds['photo']:.1f} for the photo"
+            + (f", {milliseconds['views']:.1f} for its 7 views" if args.multi_crop else "")
+        )
     frames = {
         source: name_fruits(spark.createDataFrame(source_rows, SCHEMA), fruit_names, train)
         for source, source_rows in rows.items()
