@@ -140,13 +140,20 @@ def main() -> None:
     parser.add_argument(
         "--without-colour", action="store_true", help="the candidates without the colour histogram"
     )
+    parser.add_argument(
+        "--inputs",
+        choices=["pca", "features", "embedding"],
+        help="the candidates' inputs, all of them (default: as configured)",
+    )
     args = parser.parse_args()
     config = config_loader(PROJECT_ROOT)
     parameters = config["parameters"]
     framing = args.framing or parameters["featurize"]["framing"]
     train = TrainSettings.model_validate({**parameters["train"], "label_level": "fruit"})
-    if args.without_colour:
-        candidates = {c.model_copy(update={"colour": False}) for c in train.selection.candidates}
+    if args.without_colour or args.inputs:
+        changed = {"colour": False} if args.without_colour else {}
+        changed |= {"inputs": args.inputs} if args.inputs else {}
+        candidates = {c.model_copy(update=changed) for c in train.selection.candidates}
         candidates = sorted(candidates, key=Candidate.name)
         selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
         train = train.model_copy(update={"selection": selection})

@@ -48,7 +48,9 @@ class ReduceSettings(Settings):
 class Candidate(Settings):
     """One classifier to try: its inputs, with or without the colour histogram, its L2 weight."""
 
-    inputs: Literal["pca", "features"]
+    # `pca`: PCA components of the standardized features; `features`: the standardized features;
+    # `embedding`: the features as they are (centred only), the L2 weight on their own scale.
+    inputs: Literal["pca", "features", "embedding"]
     colour: bool
     reg_param: float = Field(ge=0)
 

@@ -3,12 +3,14 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from pydantic import ValidationError
+from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.ml.feature import PCAModel, StandardScalerModel, VectorAssembler
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import COLOUR_VECTOR, VECTOR
 from fruit_pipeline.core.calibration import softmax
+from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.fruit_names import FruitNames, UnmappedFolder
 from fruit_pipeline.parameters import PredictSettings, TrainSettings
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
@@ -16,9 +18,11 @@ from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     classification_metrics,
     evaluate_classifier,
+    export_classifier,
     identify_feature_model,
     name_fruits,
     plot_confusion_matrix,
+    score,
     select_classifier,
     train_classifier,
 )
@@ -416,3 +420,25 @@ def test_a_folder_without_a_fruit_name_is_refused_with_the_folder_and_a_file(spa
     images = labelled_paths(spark, "Apple Red 1", "Durian", "Pear Abate")
     with pytest.raises(UnmappedFolder, match=r"'Durian' \(e\.g\. file:/images/Durian/0\.jpg\)"):
         name_fruits(images, FRUIT_NAMES, TRAIN)
+
+
+def test_an_embedding_candidate_keeps_the_features_scale_and_is_exported_as_spark_scores(spark):
+    raw = with_candidates({"inputs": "embedding", "colour": False, "reg_param": 0.01})
+    split_features = assign_split(clustered_features(spark, separation=1.0), raw)
+    selection = select_classifier(split_features, raw)
+    classifier, inputs = train_classifier(split_features, selection, raw)
+    assert inputs["inputs"] == "embedding"
+    assert stage(classifier, StandardScalerModel).getWithStd() is False
+    assert stage(classifier, LogisticRegressionModel).getStandardization() is False
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    export = ExportedClassifier.from_document(export_classifier(classifier, metrics, {}))
+    assert np.array_equal(export.std, np.ones(16))
+    test = split_features.where("split = 'test'").orderBy("path")
+    scored = score(classifier, as_vectors(test))
+    spark_probabilities = softmax(scored.margins, selection["temperature"])
+    features = np.stack(test.select("features").toPandas()["features"]).astype(np.float64)
+    np.testing.assert_allclose(
+        export.probabilities(features), spark_probabilities, rtol=0, atol=1e-9
+    )
+    # Not saturated: the comparison says something.
+    assert 0.05 < spark_probabilities.max(axis=1).min() < 0.99

@@ -105,14 +105,17 @@ def fit_scaled_pca(
     )
 
 
-def fit_standardizer(vectors: DataFrame, input_column: str = VECTOR) -> PipelineModel:
-    """Drop the features that are constant over the images, standardize the others."""
+def fit_standardizer(
+    vectors: DataFrame, input_column: str = VECTOR, scale: bool = True
+) -> PipelineModel:
+    """Drop the features that are constant over the images, standardize the others (centre
+    them only, `scale=False`)."""
     selector = VarianceThresholdSelector(
         featuresCol=input_column, outputCol=INFORMATIVE, varianceThreshold=0.0
     ).fit(vectors)
     if not selector.selectedFeatures:
         raise ValueError("Every feature is constant over the images: there is nothing to learn.")
-    scaler = StandardScaler(inputCol=INFORMATIVE, outputCol=SCALED, withMean=True, withStd=True)
+    scaler = StandardScaler(inputCol=INFORMATIVE, outputCol=SCALED, withMean=True, withStd=scale)
     return PipelineModel([selector, scaler.fit(selector.transform(vectors))])
 
 

@@ -190,7 +190,8 @@ def fit_inputs(
     training: DataFrame, kind: str, colour: bool, train: TrainSettings
 ) -> tuple[PipelineModel, str, dict[str, Any]]:
     """The classifier's input stages: the embedding (with the colour histogram if asked)
-    assembled, then standardization and PCA (`pca`) or standardization only (`features`)."""
+    assembled, then standardization and PCA (`pca`), standardization only (`features`) or
+    centring only (`embedding`)."""
     if colour and COLOUR_VECTOR not in training.columns:
         raise ValueError(
             "A candidate asks for the colour histogram but image_features has no `colour` "
@@ -215,19 +216,21 @@ def fit_inputs(
                 "train_images": fit.image_count,
             },
         )
-    if kind == "features":
-        standardizer = fit_standardizer(assembled, DESCRIPTORS)
+    if kind in ("features", "embedding"):
+        standardizer = fit_standardizer(assembled, DESCRIPTORS, scale=kind == "features")
         return (
             PipelineModel([assembler, *standardizer.stages]),
             SCALED,
             {
-                "inputs": "features",
+                "inputs": kind,
                 "colour": colour,
                 "components": None,
                 "train_images": training.count(),
             },
         )
-    raise ValueError(f"train.selection candidate inputs {kind!r}: use 'pca' or 'features'.")
+    raise ValueError(
+        f"train.selection candidate inputs {kind!r}: use 'pca', 'features' or 'embedding'."
+    )
 
 
 def fit_classifier(
@@ -249,6 +252,9 @@ def fit_classifier(
         maxIter=selection.max_iter,
         regParam=candidate.reg_param,
         elasticNetParam=selection.elastic_net_param,
+        # Spark's default weighs the L2 penalty on standardized coefficients: `embedding`
+        # candidates take the penalty on the features' own scale.
+        standardization=candidate.inputs != "embedding",
     ).fit(PipelineModel(stages).transform(training))
     iterations = regression.summary.totalIterations
     names = IndexToString(
@@ -406,7 +412,7 @@ def export_classifier(
         descriptors=[ARRAY_OF_VECTOR[column] for column in assembler.getInputCols()],
         selected_features=np.asarray(selector.selectedFeatures),
         mean=scaler.mean.toArray(),
-        std=scaler.std.toArray(),
+        std=scaler.std.toArray() if scaler.getWithStd() else np.ones(scaler.std.size),
         components=pca[0].pc.toArray() if pca else None,
         coefficients=regression.coefficientMatrix.toArray(),
         intercepts=regression.interceptVector.toArray(),
