@@ -29,7 +29,7 @@ from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
 from fruit_pipeline.core.images import ImageRejected, decode_image
-from fruit_pipeline.parameters import FRAMINGS, Candidate, TrainSettings
+from fruit_pipeline.parameters import FRAMINGS, INPUTS, Candidate, TrainSettings
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     name_fruits,
@@ -76,7 +76,7 @@ def views(pixels: np.ndarray) -> list[np.ndarray]:
 
 def embed(
     folder: Path, every: int, cache: str, framing: str, multi_crop: bool
-) -> tuple[list[tuple[str, str, list, list]], float]:
+) -> tuple[list[tuple[str, str, list, list]], dict[str, float]]:
     """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder,
     and the model's milliseconds per image: the framed photo alone, and all its views."""
     paths = [
@@ -142,7 +142,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--inputs",
-        choices=["pca", "features", "embedding"],
+        choices=INPUTS,
         help="the candidates' inputs, all of them (default: as configured)",
     )
     args = parser.parse_args()

@@ -21,6 +21,11 @@ Engine = Literal["onnxruntime", "keras"]
 # margins in its mean colour), `crop` (its centre square) or `squash` (resized out of shape).
 Framing = Literal["pad", "crop", "squash"]
 FRAMINGS: tuple[str, ...] = get_args(Framing)
+# What a classifier candidate takes: `pca`, PCA components of the standardized features;
+# `features`, the standardized features; `embedding`, the features as they are (centred only),
+# the L2 weight on their own scale.
+Inputs = Literal["pca", "features", "embedding"]
+INPUTS: tuple[str, ...] = get_args(Inputs)
 
 
 class FeaturizeSettings(Settings):
@@ -48,9 +53,7 @@ class ReduceSettings(Settings):
 class Candidate(Settings):
     """One classifier to try: its inputs, with or without the colour histogram, its L2 weight."""
 
-    # `pca`: PCA components of the standardized features; `features`: the standardized features;
-    # `embedding`: the features as they are (centred only), the L2 weight on their own scale.
-    inputs: Literal["pca", "features", "embedding"]
+    inputs: Inputs
     colour: bool
     reg_param: float = Field(ge=0)
 

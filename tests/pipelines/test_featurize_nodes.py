@@ -27,21 +27,7 @@ from fruit_pipeline.pipelines.featurize.nodes import (
 from fruit_pipeline.spark import embedding
 from tests.support.helpers import PROJECT_ROOT, SAMPLE
 from tests.support.images import bad_files, good_files, photo_formats
-
-PARAMETERS = {
-    "full_refresh": False,
-    "weights": None,
-    "engine": "onnxruntime",
-    "model_cache": "memory://feature_model_cache",
-    "batch_size": 3,
-    "max_image_pixels": 25_000_000,
-    "framing": "pad",
-    "threads_per_worker": 1,
-    "images_per_task": 500,
-    "partitions": 2,
-}
-FEATURIZE = FeaturizeSettings.model_validate(PARAMETERS)
-
+from tests.support.settings import FEATURIZE, PARAMETERS
 
 IMAGE_FILES = config_loader(PROJECT_ROOT)["globals"]["image_files"]
 

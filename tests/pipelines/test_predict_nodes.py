@@ -3,7 +3,7 @@ import pytest
 
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.predict.nodes import featurize_like_the_classifier
-from tests.pipelines.test_featurize_nodes import FEATURIZE
+from tests.support.settings import FEATURIZE
 
 
 def export(**feature_model) -> dict:

@@ -3,7 +3,7 @@
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from fruit_pipeline.parameters import FRAMINGS, Framing
@@ -58,8 +58,8 @@ def square(image: Image.Image, framing: Framing) -> Image.Image:
         return image.crop((left, top, left + side, top + side))
     if framing == "pad":
         side = max(width, height)
-        mean = np.asarray(image).reshape(-1, 3).mean(axis=0)
-        canvas = Image.new("RGB", (side, side), tuple(int(round(v)) for v in mean))
+        mean = ImageStat.Stat(image).mean
+        canvas = Image.new("RGB", (side, side), tuple(round(band) for band in mean))
         canvas.paste(image, ((side - width) // 2, (side - height) // 2))
         return canvas
     raise ValueError(f"framing {framing!r}: use one of {', '.join(FRAMINGS)}.")

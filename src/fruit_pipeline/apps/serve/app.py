@@ -108,10 +108,10 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
             f"{expected['weights_sha256'][:12]}...; its features came from an earlier version of "
             "the features table): give the weights file with --weights."
         )
-    found = feature_model.identity(weights, "onnxruntime", classifier.framing)
-    if found["weights_sha256"] != expected["weights_sha256"]:
+    found = feature_model.weights_sha256(weights)
+    if found != expected["weights_sha256"]:
         raise SystemExit(
-            f"The weights {weights!r} (sha256 {found['weights_sha256'][:12]}...) are not those "
+            f"The weights {weights!r} (sha256 {found[:12]}...) are not those "
             f"the classifier was trained with (sha256 {expected['weights_sha256'][:12]}...)."
         )
     model = feature_model.onnx_feature_model(weights, options.model_cache)

@@ -53,7 +53,7 @@ from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliabili
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.figures import finish_line_chart
 from fruit_pipeline.core.fruit_names import FruitNames
-from fruit_pipeline.parameters import Candidate, SelectionSettings, TrainSettings
+from fruit_pipeline.parameters import INPUTS, Candidate, SelectionSettings, TrainSettings
 from fruit_pipeline.spark.feature_table import version_of
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca, fit_standardizer
@@ -228,9 +228,7 @@ def fit_inputs(
                 "train_images": training.count(),
             },
         )
-    raise ValueError(
-        f"train.selection candidate inputs {kind!r}: use 'pca', 'features' or 'embedding'."
-    )
+    raise ValueError(f"train.selection candidate inputs {kind!r}: use one of {', '.join(INPUTS)}.")
 
 
 def fit_classifier(

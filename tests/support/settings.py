@@ -1,0 +1,17 @@
+"""Featurize settings of the node tests: random weights, an in-memory model cache, small batches."""
+
+from fruit_pipeline.parameters import FeaturizeSettings
+
+PARAMETERS = {
+    "full_refresh": False,
+    "weights": None,
+    "engine": "onnxruntime",
+    "model_cache": "memory://feature_model_cache",
+    "batch_size": 3,
+    "max_image_pixels": 25_000_000,
+    "framing": "pad",
+    "threads_per_worker": 1,
+    "images_per_task": 500,
+    "partitions": 2,
+}
+FEATURIZE = FeaturizeSettings.model_validate(PARAMETERS)
