@@ -227,13 +227,13 @@ def step_run(operator, node, test1_images, tmp_path_factory):
         )
         # The steps as the cluster holds them (newest first), run in the order they were added.
         steps = boto3.client("emr").list_steps(ClusterId=cluster_id)["Steps"][::-1]
-        driver_logs = [run_step(step, deployment, root, home) for step in steps]
+        driver_logs = [run_step(step, deployment, root, home, aws) for step in steps]
         outputs = work / "outputs"
         deployment.fetch(outputs)
         written = bucket_keys(DATA)
         change_the_images(test1_images, work)
         # The first step (featurize and reduce) submitted again: one MERGE into the table on S3.
-        driver_logs.append(run_step(steps[0], deployment, root, home))
+        driver_logs.append(run_step(steps[0], deployment, root, home, aws))
         rerun = json.loads(
             boto3.client("s3")
             .get_object(Bucket=BUCKET, Key=f"{DATA}/08_reporting/featurize_summary.json")["Body"]
@@ -248,13 +248,26 @@ def step_run(operator, node, test1_images, tmp_path_factory):
     return StepRun(deployment, outputs, written, rerun, applications, driver_logs, executor_logs)
 
 
-def run_step(step: dict, deployment: Deployment, root: Path, home: Path) -> str:
+def run_step(step: dict, deployment: Deployment, root: Path, home: Path, aws: dict) -> str:
     """One step's command, as the cluster holds it, in the node's environment; its stderr."""
     command = step["Config"]["Args"]
     assert command[:2] == ["bash", "-c"]
     script = command[2].replace(deployment.settings.node_home, str(home))
+    # delta-rs (the features table's index) reads neither ~/.aws/config nor ~/.aws/credentials:
+    # on EMR it asks the instance metadata service, which a test machine does not have. The S3
+    # API server's address and the instance profile's stand-in credentials are given to it as
+    # variables.
+    s3_api = {
+        name: aws[name]
+        for name in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ALLOW_HTTP",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        )
+    }
     result = subprocess.run(
-        node_environment(root) + ["bash", "-c", script],
+        node_environment(root, **s3_api) + ["bash", "-c", script],
         capture_output=True,
         text=True,
         timeout=1500,

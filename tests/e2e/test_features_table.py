@@ -20,7 +20,7 @@ import pytest
 from fruit_pipeline.apps.tools import features_history
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
-from fruit_pipeline.spark import embedding, feature_table
+from fruit_pipeline.spark import embedding, feature_table, session
 from tests.support.helpers import (
     FEATURES_TABLE,
     FRUITS_95,
@@ -97,7 +97,7 @@ def test_a_first_run_embeds_every_file_into_version_0(spark, first_run, images):
     assert set(rows["engine"]) == {"onnxruntime"}
 
 
-def test_an_unchanged_rerun_starts_no_engine_and_commits_nothing(
+def test_an_unchanged_rerun_starts_no_engine_nor_spark_and_commits_nothing(
     spark, first_run, images, monkeypatch
 ):
     project, _ = first_run
@@ -105,7 +105,11 @@ def test_an_unchanged_rerun_starts_no_engine_and_commits_nothing(
     def no_engine(*args, **kwargs):
         raise AssertionError("an inference engine was started with nothing to embed")
 
+    def no_spark(*args, **kwargs):
+        raise AssertionError("a Spark session was asked for with nothing to read")
+
     monkeypatch.setattr(embedding, "load_worker_model", no_engine)
+    monkeypatch.setattr(session, "start_spark", no_spark)
     summary = featurize(project, images)
     assert summary["files_unchanged"] == summary["files_listed"]
     assert summary["featurized"] == summary["files_new"] == summary["files_changed"] == 0

@@ -1,4 +1,3 @@
-import datetime
 import math
 import shutil
 from pathlib import Path
@@ -10,16 +9,20 @@ import pytest
 from pydantic import ValidationError
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import FILE_VERSION, FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256, ddl
+from fruit_pipeline.contracts import FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256
 from fruit_pipeline.core import feature_model, predictors
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.images import decode_image
 from fruit_pipeline.core.progress import ProgressLog
+from fruit_pipeline.datasets.feature_table import INDEX_COLUMNS, FeatureTableIndex
+from fruit_pipeline.datasets.image_files import ImageFiles
 from fruit_pipeline.parameters import FeaturizeSettings
 from fruit_pipeline.pipelines.featurize.nodes import (
     CHANGE,
+    featurize_changes,
     featurize_images,
     label_images,
+    label_listed_images,
     plan_featurization,
     summarize_featurization,
     summarize_table_update,
@@ -49,24 +52,64 @@ def write_files(folder: Path, files: dict[str, bytes]) -> Path:
     return folder
 
 
+def listed(folder: Path) -> pd.DataFrame:
+    """The featurize pipeline's labelled listing of a folder (no Spark)."""
+    return label_listed_images(ImageFiles(str(folder), IMAGE_FILES), str(folder))
+
+
 def test_labels_are_the_parent_folder_names_as_written(spark, tmp_path):
     names = ["Apple Golden 1/0_100.jpg", "Pear+Kaiser/1_100.jpg", "lemon%41/r_2_100.jpg"]
-    raw = binary_files(spark, write_files(tmp_path, dict.fromkeys(names, b"x")))
-    labels = {
-        Path(path).name: label
-        for path, label in label_images(raw, str(tmp_path)).select("path", "label").collect()
-    }
-    assert labels == {
+    folder = write_files(tmp_path, dict.fromkeys(names, b"x"))
+    expected = {
         "0_100.jpg": "Apple Golden 1",
         "1_100.jpg": "Pear+Kaiser",
         "r_2_100.jpg": "lemon%41",
     }
+    spark_labels = label_images(binary_files(spark, folder), str(folder)).select("path", "label")
+    assert {Path(path).name: label for path, label in spark_labels.collect()} == expected
+    listing = listed(folder)
+    assert dict(
+        zip(listing["path"].map(lambda p: Path(p).name), listing["label"], strict=True)
+    ) == (expected)
 
 
-def test_no_images_stops_with_a_clear_message(spark, tmp_path):
+def test_the_listing_names_the_files_spark_reads_as_spark_does(spark, tmp_path):
+    # What Spark lists is the table's key: the listing without Spark must give the same rows.
+    names = [
+        "Apple Golden 1/0 100.jpg",
+        "Pear+Kaiser/1_100.JPG",
+        "lemon%41/r_2_100.png",
+        "déjà vu/photo #1.heic",
+        "nested/deeper/x.webp",
+        "kiwi/.hidden.jpg",
+        "kiwi/_partial.jpg",
+        "_staging/kiwi/x.jpg",
+        ".trash/kiwi/y.jpg",
+        "kiwi/mixed.Jpg",
+        "kiwi/notes.txt",
+        "kiwi/empty.jpg",
+    ]
+    folder = write_files(tmp_path, {name: b"" if "empty" in name else b"xy" for name in names})
+    spark_rows = binary_files(spark, folder).select("path", "length", "modificationTime").toPandas()
+    listing = ImageFiles(str(folder), IMAGE_FILES).listing()
+    # Spark lists a file of 0 bytes but yields no row for it; featurize rejects it by its size.
+    empty = listing["length"] == 0
+    assert [Path(path).name for path in listing["path"][empty]] == ["empty.jpg"]
+    listing = listing[~empty]
+    assert list(listing["path"]) == sorted(spark_rows["path"])
+    by_path = spark_rows.set_index("path").loc[listing["path"]]
+    assert list(listing["length"]) == list(by_path["length"])
+    # Spark's times are in the session's time zone, UTC (conf/base/spark.yml).
+    spark_times = by_path["modificationTime"].dt.tz_localize("UTC")
+    assert list(listing["modificationTime"]) == list(spark_times)
+
+
+def test_no_images_stops_with_a_clear_message(tmp_path):
     (tmp_path / "apple").mkdir()
     with pytest.raises(ValueError, match=f"No image files found under {tmp_path}"):
-        label_images(binary_files(spark, tmp_path), str(tmp_path))
+        listed(tmp_path)
+    with pytest.raises(ValueError, match="No image files found under /no/such/folder"):
+        listed(Path("/no/such/folder"))
 
 
 @pytest.fixture(scope="module")
@@ -135,31 +178,28 @@ def test_a_lost_file_fails_the_summary(spark, tmp_path):
 
 
 REMOVED_FILE = "file:/gone/x/4.jpg"
+NO_REJECTS = pd.DataFrame(columns=["path", "label", "reason"])
 
 
-def table_update_case(spark, tmp_path, table: list[int | None]):
-    """Three listed files (two new, one unchanged), one removed; the table holds the listed
-    files of these indexes (None: the removed file)."""
-    folder = write_files(tmp_path, {f"x/{n}.jpg": b"x" for n in (1, 2, 3)})
-    listed = label_images(binary_files(spark, folder), str(folder))
-    paths = sorted(row.path for row in listed.select("path").collect())
-    plan = spark.createDataFrame(
-        [(paths[0], "new"), (paths[1], "new"), (paths[2], "unchanged"), (REMOVED_FILE, "removed")],
-        f"path string, {CHANGE} string",
+def table_update_case(tmp_path, table: list[int | None]):
+    """Three listed files (two new, one unchanged), one removed; the committed table holds the
+    listed files of these indexes (None: the removed file)."""
+    paths = list(listed(write_files(tmp_path, {f"x/{n}.jpg": b"x" for n in (1, 2, 3)}))["path"])
+    plan = pd.DataFrame(
+        {"path": [*paths, REMOVED_FILE], CHANGE: ["new", "new", "unchanged", "removed"]}
     )
-    rows = [(REMOVED_FILE if index is None else paths[index], "x", [0.0]) for index in table]
-    image_features = spark.createDataFrame(rows, "path string, label string, features array<float>")
-    no_rejects = pd.DataFrame(columns=["path", "label", "reason"])
-    return listed, plan, image_features, no_rejects
+    rows = [REMOVED_FILE if index is None else paths[index] for index in table]
+    committed = FeatureTableIndex(pd.DataFrame({"path": rows, "label": "x"}), version=3)
+    return plan, NO_REJECTS, committed
 
 
-def test_the_table_update_summary_counts_what_the_plan_said(spark, tmp_path):
-    case = table_update_case(spark, tmp_path, [0, 1, 2])
-    summary = summarize_table_update(*case, FEATURIZE)
+def test_the_table_update_summary_counts_what_the_plan_said(tmp_path):
+    summary = summarize_table_update(*table_update_case(tmp_path, [0, 1, 2]), FEATURIZE)
     assert summary["files_listed"] == summary["table_rows"] == 3
     assert (summary["files_new"], summary["files_unchanged"], summary["files_removed"]) == (2, 1, 1)
     assert summary["featurized"] == 2
     assert summary["images_by_label"] == {"x": 3}
+    assert summary["table_version"] == 3
 
 
 @pytest.mark.parametrize(
@@ -170,32 +210,85 @@ def test_the_table_update_summary_counts_what_the_plan_said(spark, tmp_path):
         [0, 1],  # a listed file lost
     ],
 )
-def test_a_table_that_breaks_once_each_fails_the_summary(spark, tmp_path, table):
-    case = table_update_case(spark, tmp_path, table)
+def test_a_table_that_breaks_once_each_fails_the_summary(tmp_path, table):
     with pytest.raises(RuntimeError, match="must be in the table or the rejects, once"):
-        summarize_table_update(*case, FEATURIZE)
+        summarize_table_update(*table_update_case(tmp_path, table), FEATURIZE)
 
 
-def table_state(spark, framing: str | None):
+def table_state(framing: str | None, length: int = 1) -> FeatureTableIndex:
     # One row of random weights (what FEATURIZE embeds with), framed so; None: no framing column.
-    columns = {"path": "string"} | FILE_VERSION | {WEIGHTS_SHA256: "string"}
-    row = ("file:/elsewhere/a/1.jpg", 1, datetime.datetime(2026, 1, 1), None)
-    if framing is None:
-        return spark.createDataFrame([row], ddl(columns))
-    return spark.createDataFrame([(*row, framing)], ddl(columns | {FRAMING: "string"}))
+    row = {
+        "path": "file:/elsewhere/a/1.jpg",
+        "label": "a",
+        "length": length,
+        "modificationTime": pd.Timestamp("2026-01-01", tz="UTC"),
+        WEIGHTS_SHA256: None,
+    }
+    return FeatureTableIndex(
+        pd.DataFrame([row if framing is None else row | {FRAMING: framing}]), version=0
+    )
 
 
 @pytest.mark.parametrize(
     ("framing", "refusal"),
     [("crop", "framed by \\['crop'\\].*featurize.framing is 'pad'"), (None, "predates")],
 )
-def test_a_table_of_another_framing_is_refused_unless_refreshed(spark, tmp_path, framing, refusal):
-    listed = label_images(binary_files(spark, write_files(tmp_path, {"a/1.jpg": b"x"})), "x")
+def test_a_table_of_another_framing_is_refused_unless_refreshed(tmp_path, framing, refusal):
+    files = listed(write_files(tmp_path, {"a/1.jpg": b"x"}))
     with pytest.raises(ValueError, match=f"{refusal}.*full_refresh=true"):
-        plan_featurization(listed, table_state(spark, framing), FEATURIZE)
+        plan_featurization(files, table_state(framing), None, FEATURIZE)
     refreshing = FEATURIZE.model_copy(update={"full_refresh": True})
-    assert plan_featurization(listed, table_state(spark, framing), refreshing).count() == 2
-    assert plan_featurization(listed, table_state(spark, "pad"), FEATURIZE).count() == 2
+    assert len(plan_featurization(files, table_state(framing), None, refreshing)) == 2
+    assert len(plan_featurization(files, table_state("pad"), None, FEATURIZE)) == 2
+
+
+def test_the_plan_says_new_changed_unchanged_and_removed(tmp_path):
+    files = listed(write_files(tmp_path, {"a/1.jpg": b"x", "a/2.jpg": b"xy", "a/3.jpg": b"z"}))
+    state = pd.concat([files.iloc[1:].assign(**{WEIGHTS_SHA256: None, FRAMING: "pad"})])
+    state.loc[state.index[0], "length"] = 1  # 2.jpg had one byte when it was embedded
+    gone = table_state("pad").rows
+    index = FeatureTableIndex(pd.concat([state, gone], ignore_index=True), version=0)
+    plan = plan_featurization(files, index, None, FEATURIZE).set_index("path")[CHANGE]
+    assert plan.to_dict() == {
+        files["path"][0]: "new",
+        files["path"][1]: "changed",
+        files["path"][2]: "unchanged",
+        gone["path"][0]: "removed",
+    }
+    before_the_first_run = FeatureTableIndex(pd.DataFrame(columns=list(INDEX_COLUMNS)), None)
+    assert set(plan_featurization(files, before_the_first_run, None, FEATURIZE)[CHANGE]) == {"new"}
+
+
+class UnreadableFolder(ImageFiles):
+    """Image files whose contents must not be read."""
+
+    def read(self):
+        raise AssertionError("the images were read")
+
+
+def test_a_file_rejected_before_and_unchanged_is_rejected_again_unread(tmp_path):
+    folder = write_files(tmp_path, {"a/bad.jpg": b"not an image", "a/worse.jpg": b"x"})
+    files = listed(folder)
+    no_table = FeatureTableIndex(pd.DataFrame(columns=list(INDEX_COLUMNS)), None)
+    assert set(plan_featurization(files, no_table, None, FEATURIZE)[CHANGE]) == {"new"}
+    reason = "not an image: its bytes are no format Pillow can read"
+    # The last run's rejects as their CSV file gives them back: times as text.
+    previous = files.assign(reason=reason, modificationTime=files["modificationTime"].astype(str))
+    plan = plan_featurization(files, no_table, previous, FEATURIZE)
+    assert set(plan[CHANGE]) == {"rejected_before"}
+    update, rejects = featurize_changes(UnreadableFolder(str(folder), IMAGE_FILES), plan, FEATURIZE)
+    assert update.is_empty
+    assert list(rejects.columns) == ["path", "label", "reason", "length", "modificationTime"]
+    assert list(rejects["reason"]) == [reason, reason]
+    summary = summarize_table_update(plan, rejects, no_table, FEATURIZE)
+    assert (summary["files_rejected_before"], summary["rejected"]) == (2, 2)
+    # A full refresh reads every file again; a file rewritten since is new again.
+    refreshing = FEATURIZE.model_copy(update={"full_refresh": True})
+    with pytest.raises(AssertionError, match="the images were read"):
+        featurize_changes(UnreadableFolder(str(folder), IMAGE_FILES), plan, refreshing)
+    (folder / "a" / "bad.jpg").write_bytes(b"still not an image")
+    again = plan_featurization(listed(folder), no_table, previous, FEATURIZE)
+    assert list(again[CHANGE]) == ["new", "rejected_before"]
 
 
 def test_batches_split_inside_a_partition_give_the_same_features():

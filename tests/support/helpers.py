@@ -118,8 +118,9 @@ def free_port() -> int:
 def moto_server(region: str) -> Iterator[dict[str, str]]:
     """A moto server (S3, EMR, IAM... over HTTP) on loopback, in this process' AWS environment.
 
-    boto3 and s3fs reach it through AWS_ENDPOINT_URL; the environment is yielded for
-    subprocesses and restored after.
+    boto3, s3fs and delta-rs (the features table's index) reach it through AWS_ENDPOINT_URL;
+    delta-rs takes a plain-HTTP endpoint only with AWS_ALLOW_HTTP. The environment is yielded
+    for subprocesses and restored after.
     """
     port = free_port()
     server = subprocess.Popen(
@@ -142,6 +143,7 @@ def moto_server(region: str) -> Iterator[dict[str, str]]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": region,
+        "AWS_ALLOW_HTTP": "true",
     }
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)

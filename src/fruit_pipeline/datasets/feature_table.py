@@ -1,13 +1,19 @@
-"""The features table as a catalog entry: loading reads a version, saving commits an update."""
+"""The features table as catalog entries: a version as Spark reads it, an update to commit, and
+the table's index (its files and feature models, no features) read without Spark."""
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+from deltalake import DeltaTable
 from kedro.io import AbstractDataset
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 
+from fruit_pipeline.contracts import DESCRIPTION, TABLE_ROW
 from fruit_pipeline.spark import feature_table
 from fruit_pipeline.spark.feature_table import FeatureTableUpdate
+from fruit_pipeline.spark.session import spark
 
 logger = logging.getLogger(__name__)
 
@@ -36,24 +42,81 @@ class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
         self.metadata = metadata
 
     def load(self) -> DataFrame:
-        spark = SparkSession.builder.getOrCreate()
         try:
-            return feature_table.read(spark, self._filepath, self._version)
+            return feature_table.read(spark(), self._filepath, self._version)
         except FileNotFoundError:
             if self._missing_as_empty:
-                return feature_table.empty(spark)
+                return feature_table.empty(spark())
             raise
 
     def save(self, data: FeatureTableUpdate) -> None:
-        spark = SparkSession.builder.getOrCreate()
-        version = feature_table.commit(spark, self._filepath, data)
+        # An update with nothing in it starts no Spark session.
+        version = None if data.is_empty else feature_table.commit(spark(), self._filepath, data)
         if version is None:
             logger.info("Features table unchanged: nothing new, changed or removed.")
         else:
             logger.info("Features table at version %d (%s).", version, self._filepath)
 
     def _exists(self) -> bool:
-        return feature_table.exists(SparkSession.builder.getOrCreate(), self._filepath)
+        return feature_table.exists(spark(), self._filepath)
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "version": self._version}
+
+
+# The index: every column but the image descriptions (a few hundred bytes a row, not 6 KB).
+INDEX_COLUMNS = tuple(column for column in TABLE_ROW if column not in DESCRIPTION)
+
+
+@dataclass(frozen=True)
+class FeatureTableIndex:
+    """The features table's rows without their features, and the version they are of (None:
+    no table yet)."""
+
+    rows: pd.DataFrame  # INDEX_COLUMNS that the table has
+    version: int | None
+
+
+class FeatureTableIndexDataset(AbstractDataset[None, FeatureTableIndex]):
+    """The features table's latest version as a `FeatureTableIndex`, read with delta-rs (the
+    `deltalake` package): a few hundred milliseconds, no JVM. Read-only.
+
+    With `missing_as_empty`, no table yet loads as an index of no rows; an older table that
+    lacks a column of INDEX_COLUMNS loads without it.
+
+        feature_table_state:
+          type: fruit_pipeline.datasets.feature_table.FeatureTableIndexDataset
+          filepath: data/04_feature/image_features
+          missing_as_empty: true
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        missing_as_empty: bool = False,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self._filepath = str(filepath)
+        self._missing_as_empty = missing_as_empty
+        self.metadata = metadata
+
+    def load(self) -> FeatureTableIndex:
+        if not DeltaTable.is_deltatable(self._filepath):
+            if self._missing_as_empty:
+                return FeatureTableIndex(pd.DataFrame(columns=list(INDEX_COLUMNS)), None)
+            raise FileNotFoundError(
+                f"No features table at {self._filepath}: run `kedro run --pipelines featurize`."
+            )
+        table = DeltaTable(self._filepath)
+        present = set(table.schema().to_arrow().names)
+        columns = [column for column in INDEX_COLUMNS if column in present]
+        return FeatureTableIndex(
+            table.to_pyarrow_table(columns=columns).to_pandas(), table.version()
+        )
+
+    def save(self, data: None) -> None:
+        raise NotImplementedError("The index is read-only: featurize commits to the table.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._filepath, "missing_as_empty": self._missing_as_empty}

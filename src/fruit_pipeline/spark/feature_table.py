@@ -54,9 +54,14 @@ class ConcurrentFeaturizeRuns(RuntimeError):
 class FeatureTableUpdate:
     """One featurize run's change to the table: rows to insert or replace, paths to delete."""
 
-    rows: DataFrame  # COLUMNS, one row per path
-    removed: DataFrame  # `path` of the rows to delete
+    rows: DataFrame | None  # COLUMNS, one row per path; None: no row to write
+    removed: tuple[str, ...]  # the paths of the rows to delete
     replace_all: bool  # full refresh: the table becomes `rows`, nothing else
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to write, delete or replace: the table stays as it is."""
+        return self.rows is None and not self.removed and not self.replace_all
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -100,13 +105,13 @@ def version_of(table: DataFrame) -> int | None:
 
 def commit(spark: SparkSession, path: str, update: FeatureTableUpdate) -> int | None:
     """Apply an update in one commit; return the new version, None when there was nothing to do."""
-    rows = update.rows.select(*COLUMNS)
+    rows = (empty(spark) if update.rows is None else update.rows).select(*COLUMNS)
     if not exists(spark, path) or update.replace_all:
         rows.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
         return current_version(spark, path)
-    if rows.isEmpty() and update.removed.isEmpty():
+    if update.rows is None and not update.removed:
         return None
-    deletions = update.removed.select("path").distinct()
+    deletions = spark.createDataFrame([(p,) for p in sorted(set(update.removed))], "path string")
     changes = rows.withColumn("_delete", F.lit(False)).unionByName(
         deletions.withColumn("_delete", F.lit(True)), allowMissingColumns=True
     )

@@ -1,4 +1,9 @@
-"""The Spark session of a run: started with the environment's settings, its cache dropped after."""
+"""The Spark session of a run: started when first needed, with the environment's settings.
+
+A run that needs no Spark (a featurize run that finds nothing new) never starts the JVM: the
+hooks only `configure` the settings, and the session starts at the first `spark()` call (the
+project's datasets) or before the first kedro-datasets Spark dataset is read or written.
+"""
 
 import os
 import sys
@@ -6,9 +11,23 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+# The active environment's `spark*.yml`, set by the hooks when a run starts.
+_settings: dict[str, Any] = {}
+
+
+def configure(settings: dict[str, Any]) -> None:
+    """Keep the settings the session starts with, without starting it."""
+    _settings.clear()
+    _settings.update(settings)
+
+
+def spark() -> SparkSession:
+    """The active Spark session, or one started now with the configured settings."""
+    return start_spark(_settings)
+
 
 def start_spark(settings: dict[str, Any]) -> SparkSession:
-    """Return the active Spark session, or start one with the environment's settings."""
+    """Return the active Spark session, or start one with these settings."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -21,9 +40,9 @@ def start_spark(settings: dict[str, Any]) -> SparkSession:
             builder = builder.config(
                 key, str(value).lower() if isinstance(value, bool) else str(value)
             )
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
-    return spark
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
 
 
 def release_cached_data() -> None:

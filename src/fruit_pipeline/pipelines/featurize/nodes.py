@@ -1,7 +1,12 @@
-"""Nodes of the featurize pipeline (and of predict, which featurizes its new images whole)."""
+"""Nodes of the featurize pipeline (and of predict, which featurizes its new images whole).
+
+featurize compares the listing with the table's index in pandas: a run with nothing new,
+changed or removed reads no image and starts no Spark session.
+"""
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -18,20 +23,40 @@ from fruit_pipeline.contracts import (
 )
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.images import EMPTY_FILE_REASON
+from fruit_pipeline.datasets.feature_table import FeatureTableIndex
+from fruit_pipeline.datasets.image_files import ImageFiles
 from fruit_pipeline.parameters import FeaturizeSettings
-from fruit_pipeline.spark import feature_table
 from fruit_pipeline.spark.embedding import EMBEDDING_SCHEMA, embed_images
 from fruit_pipeline.spark.feature_table import FeatureTableUpdate
 from fruit_pipeline.spark.input_files import unread_files
 
-# How each listed file (or table row) compares with the features table.
+# How each listed file (or table row) compares with the features table; a file the last run
+# rejected, unchanged since, is not read again.
 NEW, CHANGED, UNCHANGED, REMOVED = "new", "changed", "unchanged", "removed"
+REJECTED_BEFORE = "rejected_before"
+CHANGES = (NEW, CHANGED, UNCHANGED, REMOVED, REJECTED_BEFORE)
 CHANGE = "change"
 SOURCE = tuple(FILE_VERSION)
+# featurize's rejects say which version of the file was rejected: the next run compares it.
+REJECT_COLUMNS = ["path", LABEL, "reason", *SOURCE]
+# A listed file that Spark's read did not yield (gone or replaced since it was listed).
+NOT_READ_REASON = "listed but not read: removed or renamed while the run read the images"
+
+
+def label_listed_images(raw_images: ImageFiles, images_root: str) -> pd.DataFrame:
+    """List the image files (no Spark) and label each with the name of its folder."""
+    listing = raw_images.listing()
+    if listing.empty:
+        raise ValueError(
+            f"No image files found under {images_root} (images_root): it must hold one folder "
+            "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
+        )
+    labels = listing["path"].str.extract(LABEL_FOLDER, expand=False)
+    return listing[["path"]].assign(**{LABEL: labels}).join(listing[list(SOURCE)])
 
 
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
-    """Label each image file with the name of the folder that holds it."""
+    """Label each image file (Spark's binaryFile rows) with the name of its folder."""
     if not raw_images.inputFiles():
         raise ValueError(
             f"No image files found under {images_root} (images_root): it must hold one folder "
@@ -41,94 +66,80 @@ def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
 
 
 def plan_featurization(
-    labelled_images: DataFrame, feature_table_state: DataFrame, featurize: FeaturizeSettings
-) -> DataFrame:
-    """Compare the listed files with the features table: new, changed, unchanged or removed."""
+    labelled_images: pd.DataFrame,
+    feature_table_state: FeatureTableIndex,
+    previous_image_rejects: pd.DataFrame | None,
+    featurize: FeaturizeSettings,
+) -> pd.DataFrame:
+    """Compare the listed files with the features table and the last run's rejects: new,
+    changed, unchanged, removed or rejected before."""
+    table = feature_table_state.rows
     if not featurize.full_refresh:
-        _refuse_another_feature_model(feature_table_state, featurize)
-    # Only the files' metadata is read: in as many tasks as cores, not one per ~30 files.
-    spark = labelled_images.sparkSession
-    listed = labelled_images.select("path", LABEL, *SOURCE).coalesce(
-        spark.sparkContext.defaultParallelism
+        _refuse_another_feature_model(table, featurize)
+    in_table = table[["path", *SOURCE]].rename(columns={c: f"table_{c}" for c in SOURCE})
+    both = labelled_images.merge(in_table, on="path", how="outer", indicator=True)
+    both = both.merge(_rejected_versions(previous_image_rejects), on="path", how="left")
+    listed_only, in_both = both["_merge"] == "left_only", both["_merge"] == "both"
+    rejected_before = listed_only & _same_version(both, "rejected")
+    change = np.select(
+        [both["_merge"] == "right_only", in_both & _same_version(both, "table"), rejected_before],
+        [REMOVED, UNCHANGED, REJECTED_BEFORE],
+        np.where(listed_only, NEW, CHANGED),
     )
-    in_table = feature_table_state.select(
-        "path", *[F.col(column).alias(f"table_{column}") for column in SOURCE]
-    )
-    same_file = (F.col("length") == F.col("table_length")) & (
-        F.col("modificationTime") == F.col("table_modificationTime")
-    )
-    change = (
-        F.when(F.col("table_length").isNull(), NEW)
-        .when(F.col("length").isNull(), REMOVED)
-        .when(same_file, UNCHANGED)
-        .otherwise(CHANGED)
-    )
-    # Computed now and cut from its sources: the table changes when this run commits.
-    return (
-        listed.join(in_table, "path", "full_outer")
-        .select("path", LABEL, *SOURCE, change.alias(CHANGE))
-        .localCheckpoint()
-    )
+    both["reason"] = both["reason"].where(rejected_before)
+    return both[["path", LABEL, *SOURCE, "reason"]].assign(**{CHANGE: change})
 
 
 def featurize_changes(
-    labelled_images: DataFrame, featurization_plan: DataFrame, featurize: FeaturizeSettings
+    raw_images: ImageFiles, featurization_plan: pd.DataFrame, featurize: FeaturizeSettings
 ) -> tuple[FeatureTableUpdate, pd.DataFrame]:
     """Embed the new and changed files (all with full_refresh); the table's update and rejects."""
-    wanted = [NEW, CHANGED, UNCHANGED] if featurize.full_refresh else [NEW, CHANGED]
-    to_embed = featurization_plan.where(F.col(CHANGE).isin(wanted)).select("path", *SOURCE)
-    images = labelled_images.join(to_embed, ["path", *SOURCE], "left_semi")
-    embedded = _embed(images, to_embed.count(), featurize)
-    identity = _feature_model(featurize)
-    rows = embedded.where(F.col("reason").isNull()).select(
-        "path",
-        LABEL,
-        *SOURCE,
-        FEATURES,
-        COLOUR,
-        F.lit(identity["weights_sha256"]).cast("string").alias(WEIGHTS_SHA256),
-        F.lit(identity["engine"]).alias(ENGINE),
-        F.lit(identity["framing"]).alias(FRAMING),
+    plan = featurization_plan
+    to_embed = plan[plan[CHANGE].isin(_wanted(featurize))]
+    # Spark yields no row for a file of 0 bytes: it is rejected here, unread.
+    empty = to_embed["length"] == 0
+    rejects = [
+        plan.loc[plan[CHANGE] == REJECTED_BEFORE, ["path", "reason"]],
+        to_embed.loc[empty, ["path"]].assign(reason=EMPTY_FILE_REASON),
+    ]
+    to_read = to_embed[~empty]
+    rows = None
+    if not to_read.empty:
+        rows, read_rejects = _embed_listed(raw_images, to_read, featurize)
+        rejects.append(read_rejects)
+    rejected = (
+        pd.concat(rejects, ignore_index=True)
+        .merge(plan[["path", LABEL, *SOURCE]], on="path")
+        .astype({"length": "int64"})
+        .sort_values("path", ignore_index=True)
     )
     # A changed file that no longer decodes leaves the table with the gone ones.
-    removed = (
-        featurization_plan.where(F.col(CHANGE) == REMOVED)
-        .select("path")
-        .unionByName(embedded.where(F.col("reason").isNotNull()).select("path"))
-    )
+    in_table = plan[CHANGE].isin([CHANGED, UNCHANGED])
+    rejected_rows = plan["path"].isin(rejected["path"]) & in_table
+    removed = tuple(plan.loc[(plan[CHANGE] == REMOVED) | rejected_rows, "path"])
     update = FeatureTableUpdate(rows=rows, removed=removed, replace_all=featurize.full_refresh)
-    listed = featurization_plan.where(F.col(CHANGE) != REMOVED)
-    return update, _rejects(labelled_images, listed, embedded)
+    return update, rejected[REJECT_COLUMNS]
 
 
 def summarize_table_update(
-    labelled_images: DataFrame,
-    featurization_plan: DataFrame,
-    image_features: DataFrame,
+    featurization_plan: pd.DataFrame,
     image_rejects: pd.DataFrame,
+    committed_feature_table: FeatureTableIndex,
     featurize: FeaturizeSettings,
 ) -> dict[str, Any]:
     """Count what the run found and did; fail unless each listed file is in the table or the
     rejects, once."""
-    listed = len(labelled_images.inputFiles())
-    changes = dict.fromkeys((NEW, CHANGED, UNCHANGED, REMOVED), 0) | {
-        row[CHANGE]: row["count"] for row in featurization_plan.groupBy(CHANGE).count().collect()
+    plan = featurization_plan
+    changes = dict.fromkeys(CHANGES, 0) | {
+        change: int(count) for change, count in plan[CHANGE].value_counts().items()
     }
-    wanted = [NEW, CHANGED, UNCHANGED] if featurize.full_refresh else [NEW, CHANGED]
-    # Each table row with what the plan said of its file (one plan row per path), counted in
-    # one pass: rows, paths, rows of files not listed, rows embedded by this run.
-    change = F.col(CHANGE)
-    table_rows, table_paths, unlisted, featurized = (
-        image_features.select("path")
-        .join(featurization_plan.select("path", CHANGE), "path", "left")
-        .select(
-            F.count("*"),
-            F.count_distinct("path"),
-            F.count_if(change.isNull() | (change == REMOVED)),
-            F.count_if(change.isin(wanted)),
-        )
-        .head()
-    )
+    listed = len(plan) - changes[REMOVED]
+    # Each table row with what the plan said of its file (one plan row per path).
+    table = committed_feature_table.rows[["path", LABEL]]
+    said = table.merge(plan[["path", CHANGE]].drop_duplicates("path"), on="path", how="left")
+    table_rows, table_paths = len(table), table["path"].nunique()
+    unlisted = int((said[CHANGE].isna() | (said[CHANGE] == REMOVED)).sum())
+    featurized = int(said[CHANGE].isin(_wanted(featurize)).sum())
     rejected = len(image_rejects)
     if table_rows != table_paths or unlisted or table_rows + rejected != listed:
         raise RuntimeError(
@@ -144,8 +155,10 @@ def summarize_table_update(
         "rejected": rejected,
         "rejected_by_reason": _reasons(image_rejects),
         "table_rows": table_rows,
-        "table_version": feature_table.version_of(image_features),
-        "images_by_label": _images_by_label(image_features),
+        "table_version": committed_feature_table.version,
+        "images_by_label": {
+            label: int(count) for label, count in table[LABEL].value_counts().sort_index().items()
+        },
         # What made the features: the classifier trained on them expects the same.
         "feature_model": _feature_model(featurize),
     }
@@ -213,18 +226,73 @@ def _feature_model(featurize: FeaturizeSettings) -> dict[str, Any]:
     return feature_model.identity(featurize.weights, featurize.engine, featurize.framing)
 
 
-def _refuse_another_feature_model(
-    feature_table_state: DataFrame, featurize: FeaturizeSettings
-) -> None:
+def _embed_listed(
+    raw_images: ImageFiles, to_read: pd.DataFrame, featurize: FeaturizeSettings
+) -> tuple[DataFrame, pd.DataFrame]:
+    # Spark reads the folder and keeps the planned files; their label is the plan's.
+    images = raw_images.read()
+    planned = images.sparkSession.createDataFrame(to_read[["path", LABEL]])
+    embedded = embed_images(images.join(planned, "path"), featurize, len(to_read))
+    identity = _feature_model(featurize)
+    rows = embedded.where(F.col("reason").isNull()).select(
+        "path",
+        LABEL,
+        *SOURCE,
+        FEATURES,
+        COLOUR,
+        F.lit(identity["weights_sha256"]).cast("string").alias(WEIGHTS_SHA256),
+        F.lit(identity["engine"]).alias(ENGINE),
+        F.lit(identity["framing"]).alias(FRAMING),
+    )
+    outcome = embedded.select("path", "reason").toPandas()
+    not_read = to_read.loc[~to_read["path"].isin(outcome["path"]), ["path"]]
+    rejects = pd.concat(
+        [outcome[outcome["reason"].notna()], not_read.assign(reason=NOT_READ_REASON)],
+        ignore_index=True,
+    )
+    return rows, rejects
+
+
+def _wanted(featurize: FeaturizeSettings) -> list[str]:
+    # What a run embeds: a full refresh tries every listed file again.
+    if featurize.full_refresh:
+        return [NEW, CHANGED, UNCHANGED, REJECTED_BEFORE]
+    return [NEW, CHANGED]
+
+
+def _same_version(both: pd.DataFrame, other: str) -> pd.Series:
+    # The listed file has the size and modification time the `other`_ columns say.
+    return (both["length"] == both[f"{other}_length"]) & (
+        both["modificationTime"] == both[f"{other}_modificationTime"]
+    )
+
+
+def _rejected_versions(previous_image_rejects: pd.DataFrame | None) -> pd.DataFrame:
+    # The file versions the last run rejected, and why (none before the first run, or from a
+    # rejects file that does not say the versions).
+    columns = ["path", *SOURCE, "reason"]
+    rejects = previous_image_rejects
+    if rejects is None or not set(columns) <= set(rejects.columns):
+        rejects = pd.DataFrame({column: [] for column in columns})
+    return pd.DataFrame(
+        {
+            "path": rejects["path"].astype(object),
+            "rejected_length": rejects["length"].astype("int64"),
+            "rejected_modificationTime": pd.to_datetime(rejects["modificationTime"], utc=True),
+            "reason": rejects["reason"].astype(object),
+        }
+    )
+
+
+def _refuse_another_feature_model(table: pd.DataFrame, featurize: FeaturizeSettings) -> None:
     re_embed = "re-embed every image with `--params featurize.full_refresh=true`"
-    if FRAMING not in feature_table_state.columns:
+    if FRAMING not in table.columns:
         raise ValueError(
             "The features table predates featurize.framing (its photos were squashed to a "
             f"square, this run frames them by {featurize.framing!r}): {re_embed}."
         )
     expected = _feature_model(featurize)
-    models = feature_table_state.select(WEIGHTS_SHA256, FRAMING).distinct().collect()
-    weights = {row[WEIGHTS_SHA256] for row in models}
+    weights = {None if pd.isna(w) else w for w in table[WEIGHTS_SHA256].unique()}
     if weights - {expected["weights_sha256"]}:
         raise ValueError(
             f"The features table holds features of other weights (SHA-256 "
@@ -232,7 +300,7 @@ def _refuse_another_feature_model(
             f"{featurize.weights!r} (SHA-256 {expected['weights_sha256']}). Features of "
             f"different weights cannot be mixed: {re_embed}, or set featurize.weights back."
         )
-    framings = {row[FRAMING] for row in models}
+    framings = set(table[FRAMING].unique())
     if framings - {featurize.framing}:
         raise ValueError(
             f"The features table holds features of photos framed by {sorted(framings)}, this "

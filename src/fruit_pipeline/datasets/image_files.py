@@ -1,0 +1,133 @@
+"""The image files under a folder: listed without Spark, read by Spark only when asked.
+
+Listing a folder is all a featurize run with nothing new needs; the JVM starts only for a run
+that has images to read. The listing follows Spark's own rules for a `binaryFile` read with
+`pathGlobFilter` and `recursiveFileLookup` (Hadoop's path form, its hidden-file rule, file
+times in milliseconds), so a file has one key, whichever side listed it.
+"""
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import pandas as pd
+from fsspec.implementations.local import LocalFileSystem
+from kedro.io import AbstractDataset
+from pyspark.sql import DataFrame
+
+from fruit_pipeline.spark import session
+
+LISTING_COLUMNS = ("path", "length", "modificationTime")
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """A folder's image files, listed or read when asked (as PartitionedDataset loads lazily):
+    loading the catalog entry touches no file."""
+
+    root: str  # a folder or URL, searched recursively
+    glob: str  # Hadoop's glob of the file names that count: `*.{jpg,png}`
+
+    def listing(self) -> pd.DataFrame:
+        """`path` (Hadoop's form, as Spark names the file), `length` and `modificationTime`
+        (UTC, milliseconds) of every image file, sorted by path; no Spark."""
+        filesystem, root = fsspec.core.url_to_fs(self.root)
+        files = filesystem.find(root, detail=True) if filesystem.isdir(root) else {}
+        local = isinstance(filesystem, LocalFileSystem)
+        scheme = "" if local else self.root.split("://", 1)[0]
+        patterns = _expand_braces(self.glob)
+        rows = [
+            (_hadoop_path(name, scheme), info["size"], _modified_ms(name, info, local))
+            for name, info in sorted(files.items())
+            if info["type"] == "file" and _listed(name.removeprefix(root), patterns)
+        ]
+        listing = pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
+        return listing.astype({"length": "int64"}).assign(
+            modificationTime=pd.to_datetime(
+                listing["modificationTime"].astype("int64"), unit="ms", utc=True
+            )
+        )
+
+    def read(self) -> DataFrame:
+        """Every image file as Spark's binaryFile rows (path, modificationTime, length,
+        content), the Spark session started if it was not."""
+        return (
+            session.spark()
+            .read.format("binaryFile")
+            .option("pathGlobFilter", self.glob)
+            .option("recursiveFileLookup", "true")
+            .load(self.root)
+        )
+
+
+class ImageFilesDataset(AbstractDataset[None, ImageFiles]):
+    """Image files under `filepath` (a folder or URL, searched recursively) whose names match
+    `glob` (Hadoop's glob: `*.{jpg,png}`), as an `ImageFiles`. Read-only.
+
+        raw_images:
+          type: fruit_pipeline.datasets.image_files.ImageFilesDataset
+          filepath: data/01_raw/images
+          glob: "*.{jpg,jpeg,png}"
+    """
+
+    # Its `read` gives Spark DataFrames, which cannot be handed to another process.
+    _SINGLE_PROCESS = True
+
+    def __init__(self, *, filepath: str, glob: str, metadata: dict[str, Any] | None = None) -> None:
+        self._files = ImageFiles(root=str(filepath), glob=glob)
+        self.metadata = metadata
+
+    def load(self) -> ImageFiles:
+        return self._files
+
+    def save(self, data: None) -> None:
+        raise NotImplementedError("ImageFilesDataset is read-only: images are put there by hand.")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._files.root, "glob": self._files.glob}
+
+
+def _listed(relative: str, patterns: list[str]) -> bool:
+    parts = [part for part in relative.split("/") if part]
+    # Spark skips every file or folder named `_...` (unless it holds `=`) or `.…`.
+    if any(_hidden(part) for part in parts):
+        return False
+    return any(fnmatch.fnmatchcase(parts[-1], pattern) for pattern in patterns)
+
+
+def _hidden(name: str) -> bool:
+    # Hadoop's InMemoryFileIndex.shouldFilterOutPathName, for file and folder names.
+    return (
+        (name.startswith("_") and "=" not in name)
+        or name.startswith(".")
+        or name.endswith("._COPYING_")
+    )
+
+
+def _expand_braces(glob: str) -> list[str]:
+    # Hadoop's glob alternatives `{a,b}` as fnmatch patterns (fnmatch has none).
+    match = re.search(r"\{([^{}]*)\}", glob)
+    if match is None:
+        return [glob]
+    head, tail = glob[: match.start()], glob[match.end() :]
+    return [
+        pattern
+        for option in match.group(1).split(",")
+        for pattern in _expand_braces(head + option + tail)
+    ]
+
+
+def _hadoop_path(name: str, scheme: str) -> str:
+    # Hadoop names a local file `file:/abs/path` and an object `s3://bucket/key`.
+    return f"file:{os.path.abspath(name)}" if not scheme else f"{scheme}://{name}"
+
+
+def _modified_ms(name: str, info: dict[str, Any], local: bool) -> int:
+    if local:
+        # Java's File.lastModified: milliseconds, truncated (fsspec's float would round).
+        return os.stat(name).st_mtime_ns // 1_000_000
+    modified = info.get("LastModified") or info.get("mtime")
+    return int(pd.Timestamp(modified).timestamp() * 1000)
