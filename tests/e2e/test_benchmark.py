@@ -67,10 +67,10 @@ def test_the_incremental_benchmark_times_each_kind_of_rerun(test1_images, keras_
         "incremental_benchmark.py",
         "--source",
         str(test1_images),
-        "--size",
-        "24",
-        "--change",
-        "4",
+        "--sizes",
+        "16",
+        "--change-share",
+        "0.25",
         "--cache",
         str(keras_home / "onnx"),
     )
@@ -81,8 +81,11 @@ def test_the_incremental_benchmark_times_each_kind_of_rerun(test1_images, keras_
     new, changed, removed, featurized, version = (
         [int(row[column]) for row in rows.values()] for column in range(4, 9)
     )
-    assert new == [24, 0, 4, 0]
+    assert new == [16, 0, 4, 0]
     assert removed == [0, 0, 0, 4]
-    assert featurized == [24, 0, 4, 0]
+    assert featurized == [16, 0, 4, 0]
     assert changed == [0, 0, 0, 0]
     assert version == [0, 0, 1, 2]
+    assert re.search(
+        r"^a run with nothing new: [\d.]+ s \(target 8 s: (met|not met)\)$", output, re.M
+    )

@@ -1,4 +1,5 @@
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -89,7 +90,15 @@ def test_the_listing_names_the_files_spark_reads_as_spark_does(spark, tmp_path):
         "kiwi/notes.txt",
         "kiwi/empty.jpg",
     ]
-    folder = write_files(tmp_path, {name: b"" if "empty" in name else b"xy" for name in names})
+    folder = write_files(
+        tmp_path / "images", {name: b"" if "empty" in name else b"xy" for name in names}
+    )
+    # Links are followed (the size and time are the target's), as a linked slice of a data set.
+    outside = write_files(tmp_path / "outside", {"plum/z.jpg": b"xyz"})
+    os.utime(outside / "plum" / "z.jpg", (0, 1_600_000_000.123))
+    (folder / "plum").mkdir()
+    (folder / "plum" / "link.jpg").symlink_to(outside / "plum" / "z.jpg")
+    (folder / "linked plums").symlink_to(outside / "plum")
     spark_rows = binary_files(spark, folder).select("path", "length", "modificationTime").toPandas()
     listing = ImageFiles(str(folder), IMAGE_FILES).listing()
     # Spark lists a file of 0 bytes but yields no row for it; featurize rejects it by its size.
@@ -97,6 +106,12 @@ def test_the_listing_names_the_files_spark_reads_as_spark_does(spark, tmp_path):
     assert [Path(path).name for path in listing["path"][empty]] == ["empty.jpg"]
     listing = listing[~empty]
     assert list(listing["path"]) == sorted(spark_rows["path"])
+    linked = listing[listing["path"].str.contains("plum")]
+    assert [path.removeprefix(f"file:{folder}/") for path in linked["path"]] == [
+        "linked plums/z.jpg",
+        "plum/link.jpg",
+    ]
+    assert list(linked["length"]) == [3, 3]
     by_path = spark_rows.set_index("path").loc[listing["path"]]
     assert list(listing["length"]) == list(by_path["length"])
     # Spark's times are in the session's time zone, UTC (conf/base/spark.yml).

@@ -9,6 +9,8 @@ times in milliseconds), so a file has one key, whichever side listed it.
 import fnmatch
 import os
 import re
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +37,16 @@ class ImageFiles:
         """`path` (Hadoop's form, as Spark names the file), `length` and `modificationTime`
         (UTC, milliseconds) of every image file, sorted by path; no Spark."""
         filesystem, root = fsspec.core.url_to_fs(self.root)
-        files = filesystem.find(root, detail=True) if filesystem.isdir(root) else {}
-        local = isinstance(filesystem, LocalFileSystem)
-        scheme = "" if local else self.root.split("://", 1)[0]
         patterns = _expand_braces(self.glob)
-        rows = [
-            (_hadoop_path(name, scheme), info["size"], _modified_ms(name, info, local))
-            for name, info in sorted(files.items())
-            if info["type"] == "file" and _listed(name.removeprefix(root), patterns)
-        ]
+        if isinstance(filesystem, LocalFileSystem):
+            files = _local_files(root)
+        else:
+            files = _stored_files(filesystem, root, self.root.split("://", 1)[0])
+        rows = sorted(
+            (path, length, modified)
+            for path, relative, length, modified in files
+            if _listed(relative, patterns)
+        )
         listing = pd.DataFrame(rows, columns=list(LISTING_COLUMNS))
         return listing.astype({"length": "int64"}).assign(
             modificationTime=pd.to_datetime(
@@ -120,14 +123,32 @@ def _expand_braces(glob: str) -> list[str]:
     ]
 
 
-def _hadoop_path(name: str, scheme: str) -> str:
-    # Hadoop names a local file `file:/abs/path` and an object `s3://bucket/key`.
-    return f"file:{os.path.abspath(name)}" if not scheme else f"{scheme}://{name}"
+def _local_files(root: str) -> Iterator[tuple[str, str, int, int]]:
+    # As Hadoop's local file system lists: links followed, each file's own size and time.
+    if not os.path.isdir(root):
+        return
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not _hidden(name)]
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                status = os.stat(path)
+            except FileNotFoundError:  # a broken link, or deleted while listed
+                continue
+            if stat.S_ISREG(status.st_mode):
+                # Java's File.lastModified: milliseconds, truncated.
+                modified = status.st_mtime_ns // 1_000_000
+                relative = os.path.relpath(path, root)
+                yield f"file:{os.path.abspath(path)}", relative, status.st_size, modified
 
 
-def _modified_ms(name: str, info: dict[str, Any], local: bool) -> int:
-    if local:
-        # Java's File.lastModified: milliseconds, truncated (fsspec's float would round).
-        return os.stat(name).st_mtime_ns // 1_000_000
-    modified = info.get("LastModified") or info.get("mtime")
-    return int(pd.Timestamp(modified).timestamp() * 1000)
+def _stored_files(
+    filesystem: fsspec.AbstractFileSystem, root: str, scheme: str
+) -> Iterator[tuple[str, str, int, int]]:
+    # An object store's keys (`bucket/key`) under the folder, named as Hadoop names them.
+    if not filesystem.isdir(root):
+        return
+    for name, info in filesystem.find(root, detail=True).items():
+        if info["type"] == "file":
+            modified = int(pd.Timestamp(info["LastModified"]).timestamp() * 1000)
+            yield f"{scheme}://{name}", name.removeprefix(root), info["size"], modified
