@@ -89,7 +89,7 @@ def test_the_reports_and_the_plot_are_written(project):
     assert summary["files_listed"] == summary["featurized"] == 20
     assert summary["rejected"] == 0
     assert data(project, "08_reporting/image_rejects.csv").read_text().strip() == (
-        "path,label,reason"
+        "path,label,reason,length,modificationTime"
     )
     assert data(project, "08_reporting/cumulative_variance.png").read_bytes()[:8] == (
         b"\x89PNG\r\n\x1a\n"
