@@ -47,10 +47,7 @@ def label_listed_images(raw_images: ImageFiles, images_root: str) -> pd.DataFram
     """List the image files (no Spark) and label each with the name of its folder."""
     listing = raw_images.listing()
     if listing.empty:
-        raise ValueError(
-            f"No image files found under {images_root} (images_root): it must hold one folder "
-            "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
-        )
+        raise _no_images(images_root)
     labels = listing["path"].str.extract(LABEL_FOLDER, expand=False)
     return listing[["path"]].assign(**{LABEL: labels}).join(listing[list(SOURCE)])
 
@@ -58,10 +55,7 @@ def label_listed_images(raw_images: ImageFiles, images_root: str) -> pd.DataFram
 def label_images(raw_images: DataFrame, images_root: str) -> DataFrame:
     """Label each image file (Spark's binaryFile rows) with the name of its folder."""
     if not raw_images.inputFiles():
-        raise ValueError(
-            f"No image files found under {images_root} (images_root): it must hold one folder "
-            "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
-        )
+        raise _no_images(images_root)
     return raw_images.select("path", _folder_name("path").alias(LABEL), *SOURCE, "content")
 
 
@@ -219,6 +213,13 @@ def _rejects(labelled_images: DataFrame, rows: DataFrame, embedded: DataFrame) -
         .unionByName(unread)
         .orderBy("path")
         .toPandas()
+    )
+
+
+def _no_images(images_root: str) -> ValueError:
+    return ValueError(
+        f"No image files found under {images_root} (images_root): it must hold one folder "
+        "per class of .jpg files. Point it elsewhere with `--params images_root=...`."
     )
 
 
