@@ -14,6 +14,9 @@ DESCRIPTORS = "descriptors"
 # the framing of its input.
 WEIGHTS_SHA256 = "weights_sha256"
 ENGINE = "engine"
+# The engine whose features come from the quantized model (fruit_pipeline.core.quantization):
+# its rows' `weights_sha256` is that model's own.
+INT8_ENGINE = "onnxruntime-int8"
 FRAMING = "framing"
 # A table or export that records no framing (fruit_pipeline.parameters.Framing) was made
 # before framing was chosen: its photos were squashed.

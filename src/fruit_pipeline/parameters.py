@@ -9,6 +9,8 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fruit_pipeline.contracts import INT8_ENGINE
+
 
 class Settings(BaseModel):
     """Parameters that are exactly these keys, of these types, and never change during a run."""
@@ -16,7 +18,8 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Engine = Literal["onnxruntime", "keras"]
+# `onnxruntime-int8`: the ONNX model quantized to INT8 (fruit_pipeline.core.quantization).
+Engine = Literal["onnxruntime", INT8_ENGINE, "keras"]
 # How a photo that is not square becomes the model's square input: `pad` (the whole photo, the
 # margins in its mean colour), `crop` (its centre square) or `squash` (resized out of shape).
 Framing = Literal["pad", "crop", "squash"]
@@ -33,7 +36,7 @@ class FeaturizeSettings(Settings):
 
     full_refresh: bool  # embed every file, not only the new or changed ones
     weights: str | None  # `imagenet`, a .h5 path or URL, or None (random)
-    engine: Engine  # ONNX Runtime (the default) or Keras, for comparison
+    engine: Engine  # ONNX Runtime FP32 (the default) or INT8, or Keras for comparison
     model_cache: str  # folder or URL of the converted ONNX models
     batch_size: int = Field(gt=0)  # images per model call
     max_image_pixels: int = Field(gt=0)  # larger images are rejected before decoding

@@ -13,7 +13,7 @@ import os
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from typing import Any
 import fsspec
 import numpy as np
 from fsspec.implementations.local import LocalFileSystem
+
+from fruit_pipeline.contracts import INT8_ENGINE
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ WEIGHTS_FILE_NAME = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
 ONNX_OPSET = 17
 # The model's input: RGB pixels 0-255 as float32, (images, 224, 224, 3).
 INPUT_NAME = "pixels"
+# The cached INT8 model is named after the FP32 one, with this and its quantization settings.
+_INT8_MARK = "-int8-"
 
 
 def build_feature_model(weights: str | None) -> Any:
@@ -71,18 +75,77 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
     logger.info("Feature model: converting the Keras model to ONNX (once per weights file)")
     with weights_file(source) as path:
         model = to_onnx(build_feature_model(str(path)))
-    filesystem.makedirs(filesystem._parent(cached), exist_ok=True)
-    # A run killed while writing leaves a temporary file, never a truncated model.
-    partial = f"{cached}.{uuid.uuid4().hex}.partial"
-    filesystem.pipe_file(partial, model)
-    filesystem.mv(partial, cached)
+    _write_once(filesystem, cached, model)
     return model
 
 
-def identity(source: str | None, engine: str, framing: str) -> dict[str, Any]:
-    """What identifies the features a model makes: the weights file's SHA-256, the engine and
+def int8_feature_model(
+    source: str | None, cache: str, calibration: Callable[[], np.ndarray] | None
+) -> bytes:
+    """The feature model quantized to INT8, once per FP32 model, cached beside it.
+
+    `calibration` gives the pixels to calibrate on when the cache has no INT8 model yet; without
+    it (predict, the service) the model must be in the cache: the features it makes are those of
+    that one quantized model, which a new calibration would not reproduce.
+    """
+    from fruit_pipeline.core import quantization  # noqa: PLC0415
+
+    if source is None:
+        warn_random_weights()
+        if calibration is None:
+            raise RuntimeError("An INT8 model of random weights is quantized on every run.")
+        return quantization.quantize(onnx_feature_model(None, cache), calibration())
+    filesystem, folder = fsspec.core.url_to_fs(cache.rstrip("/"))
+    fp32_name = _cached_onnx_name(filesystem, folder, weights_sha256(source), cache)
+    settings = hashlib.sha256("/".join(quantization.SETTINGS).encode()).hexdigest()
+    cached = f"{folder}/{fp32_name.removesuffix('.onnx')}{_INT8_MARK}{settings[:16]}.onnx"
+    if filesystem.isfile(cached):
+        logger.info("Feature model: INT8 ONNX from the cache, %s", cached)
+        return filesystem.cat_file(cached)
+    if calibration is None:
+        raise RuntimeError(
+            f"featurize.engine is onnxruntime-int8 but {cache} holds no INT8 model of these "
+            f"weights ({cached}). The featurize run that embeds images with that engine "
+            "quantizes the model and caches it: run it, or point featurize.model_cache at the "
+            "cache it filled."
+        )
+    logger.info("Feature model: quantizing the ONNX model to INT8 (once per model)")
+    model = quantization.quantize(onnx_feature_model(source, cache), calibration())
+    _write_once(filesystem, cached, model)
+    return model
+
+
+def _cached_onnx_name(
+    filesystem: fsspec.AbstractFileSystem, folder: str, checksum: str, cache: str
+) -> str:
+    # The FP32 model's cached name: converted here if this install can, else the one there is.
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tf2onnx") is None:
+        return os.path.basename(_converted_elsewhere_path(filesystem, folder, checksum, cache))
+    return _onnx_name(checksum)
+
+
+def _write_once(filesystem: fsspec.AbstractFileSystem, path: str, model: bytes) -> None:
+    filesystem.makedirs(filesystem._parent(path), exist_ok=True)
+    # A run killed while writing leaves a temporary file, never a truncated model.
+    partial = f"{path}.{uuid.uuid4().hex}.partial"
+    filesystem.pipe_file(partial, model)
+    filesystem.mv(partial, path)
+
+
+def identity(
+    source: str | None, engine: str, framing: str, cache: str | None = None
+) -> dict[str, Any]:
+    """What identifies the features a model makes: the SHA-256 of the weights that compute them
+    (the weights file; for `onnxruntime-int8`, the quantized model in `cache`), the engine and
     the framing of its input."""
-    checksum = None if source is None else weights_sha256(source)
+    if source is None:
+        checksum = None
+    elif engine == INT8_ENGINE:
+        if cache is None:
+            raise ValueError("The INT8 feature model's identity needs the model cache.")
+        checksum = hashlib.sha256(int8_feature_model(source, cache, None)).hexdigest()
+    else:
+        checksum = weights_sha256(source)
     return described(source, checksum, engine, framing)
 
 
@@ -217,10 +280,26 @@ def _onnx_prefix(weights_checksum: str) -> str:
 def _converted_elsewhere(
     filesystem: fsspec.AbstractFileSystem, folder: str, checksum: str, cache: str
 ) -> bytes:
+    found = _converted_elsewhere_path(filesystem, folder, checksum, cache)
+    logger.info("Feature model: ONNX from the cache, %s (converted elsewhere)", found)
+    return filesystem.cat_file(found)
+
+
+def _converted_elsewhere_path(
+    filesystem: fsspec.AbstractFileSystem, folder: str, checksum: str, cache: str
+) -> str:
     # Without the converter (a serving install) its versions are unknown: the cache must hold
     # exactly one conversion of these weights, made where it is installed.
     prefix = _onnx_prefix(checksum)
-    found = sorted(filesystem.glob(f"{folder}/{prefix}*.onnx")) if filesystem.isdir(folder) else []
+    found = (
+        sorted(
+            path
+            for path in filesystem.glob(f"{folder}/{prefix}*.onnx")
+            if _INT8_MARK not in os.path.basename(path)
+        )
+        if filesystem.isdir(folder)
+        else []
+    )
     if len(found) != 1:
         raise RuntimeError(
             f"{len(found)} ONNX models of these weights in {cache} ({found}); this install has "
@@ -228,8 +307,7 @@ def _converted_elsewhere(
             "same weights where they are installed (it fills that cache) and keep its one model, "
             "or point the model cache at a folder that holds exactly one."
         )
-    logger.info("Feature model: ONNX from the cache, %s (converted elsewhere)", found[0])
-    return filesystem.cat_file(found[0])
+    return found[0]
 
 
 def _sha256(path: Path) -> str:

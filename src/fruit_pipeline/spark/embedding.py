@@ -2,6 +2,8 @@
 
 Two engines compute the same features: `onnxruntime` (the default: about twice as fast on a
 CPU, and its workers never import TensorFlow) and `keras` (TensorFlow, kept for comparison).
+`onnxruntime-int8` runs the model quantized to INT8: faster again, features close to but not
+those of FP32 (docs/performance.md), so its rows never mix with theirs.
 """
 
 import logging
@@ -16,7 +18,7 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from fruit_pipeline.contracts import DESCRIPTION, SOURCE_FILE, ddl
+from fruit_pipeline.contracts import DESCRIPTION, INT8_ENGINE, SOURCE_FILE, ddl
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.feature_model import INPUT_SIZE
@@ -45,22 +47,35 @@ class WorkerModel:
     payload: bytes | list[np.ndarray]
 
 
-def load_worker_model(settings: FeaturizeSettings) -> WorkerModel:
-    """On the driver: the model of the chosen engine, from the weights."""
+def load_worker_model(
+    settings: FeaturizeSettings, calibration: Callable[[], np.ndarray] | None = None
+) -> WorkerModel:
+    """On the driver: the model of the chosen engine, from the weights (INT8: quantized on the
+    `calibration` pixels if the cache has no INT8 model yet)."""
     if settings.engine == "onnxruntime":
         model = feature_model.onnx_feature_model(settings.weights, settings.model_cache)
-        return WorkerModel("onnxruntime", model)
+        return WorkerModel(settings.engine, model)
+    if settings.engine == INT8_ENGINE:
+        model = feature_model.int8_feature_model(
+            settings.weights, settings.model_cache, calibration
+        )
+        return WorkerModel(settings.engine, model)
     return WorkerModel("keras", feature_model.load_feature_weights(settings.weights))
 
 
-def embed_images(images: DataFrame, settings: FeaturizeSettings, total: int) -> DataFrame:
+def embed_images(
+    images: DataFrame,
+    settings: FeaturizeSettings,
+    total: int,
+    calibration: Callable[[], np.ndarray] | None = None,
+) -> DataFrame:
     """Embed (PASSED_THROUGH, content) rows into (PASSED_THROUGH, features, colour, reason), once.
 
     The model is broadcast once; each Python worker builds its predictor once. A row either
     has its features or the reason it was rejected. The result is persisted and computed here,
     with a progress line in the log every ten seconds.
     """
-    model = load_worker_model(settings)
+    model = load_worker_model(settings, calibration)
     context = images.sparkSession.sparkContext
     broadcast_model = context.broadcast(model.payload)
     embedded_count = context.accumulator(0)
@@ -110,7 +125,7 @@ def worker_predictor(engine: str, broadcast_model: Any, model_key: str, threads:
     """This worker's predictor for the broadcast model, built on first use."""
     predict = _worker_predictors.get(model_key)
     if predict is None:
-        build = onnx_predictor if engine == "onnxruntime" else keras_predictor
+        build = keras_predictor if engine == "keras" else onnx_predictor
         predict = build(broadcast_model.value, threads)
         _worker_predictors.clear()
         _worker_predictors[model_key] = predict

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fruit_pipeline import __version__
 from fruit_pipeline.config import config_loader
+from fruit_pipeline.contracts import INT8_ENGINE
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.images import ImageRejected, decode_image
@@ -108,13 +109,23 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
             f"{expected['weights_sha256'][:12]}...; its features came from an earlier version of "
             "the features table): give the weights file with --weights."
         )
-    found = feature_model.weights_sha256(weights)
-    if found != expected["weights_sha256"]:
-        raise SystemExit(
-            f"The weights {weights!r} (sha256 {found[:12]}...) are not those "
-            f"the classifier was trained with (sha256 {expected['weights_sha256'][:12]}...)."
+    engine, cache = expected["engine"], options.model_cache
+    try:
+        # An INT8 classifier learnt from the quantized model's features: that model, cached.
+        found = feature_model.identity(weights, engine, classifier.framing, cache)
+        if found["weights_sha256"] != expected["weights_sha256"]:
+            raise SystemExit(
+                f"The weights {weights!r} (sha256 {found['weights_sha256'][:12]}..., engine "
+                f"{engine}) are not those the classifier was trained with (sha256 "
+                f"{expected['weights_sha256'][:12]}...)."
+            )
+        model = (
+            feature_model.int8_feature_model(weights, cache, None)
+            if engine == INT8_ENGINE
+            else feature_model.onnx_feature_model(weights, cache)
         )
-    model = feature_model.onnx_feature_model(weights, options.model_cache)
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
     return Service(
         classifier=classifier,
         predict_features=onnx_predictor(model, options.threads),

@@ -17,12 +17,14 @@ from fruit_pipeline.contracts import (
     FEATURES,
     FILE_VERSION,
     FRAMING,
+    INT8_ENGINE,
     LABEL,
     LABEL_FOLDER,
     WEIGHTS_SHA256,
 )
-from fruit_pipeline.core import feature_model
-from fruit_pipeline.core.images import EMPTY_FILE_REASON
+from fruit_pipeline.core import feature_model, quantization
+from fruit_pipeline.core.feature_model import INPUT_SIZE
+from fruit_pipeline.core.images import EMPTY_FILE_REASON, ImageRejected, decode_image
 from fruit_pipeline.datasets.feature_table import FeatureTableIndex
 from fruit_pipeline.datasets.image_files import ImageFiles
 from fruit_pipeline.parameters import FeaturizeSettings
@@ -224,7 +226,31 @@ def _no_images(images_root: str) -> ValueError:
 
 
 def _feature_model(featurize: FeaturizeSettings) -> dict[str, Any]:
-    return feature_model.identity(featurize.weights, featurize.engine, featurize.framing)
+    return feature_model.identity(
+        featurize.weights, featurize.engine, featurize.framing, featurize.model_cache
+    )
+
+
+def _calibration_pixels(
+    raw_images: ImageFiles, to_read: pd.DataFrame, featurize: FeaturizeSettings
+) -> np.ndarray:
+    # The INT8 model's calibration: a seeded sample of the files this run embeds, decoded as
+    # the workers decode them; a file that does not decode is left to the workers to reject.
+    count = min(quantization.CALIBRATION_IMAGES, len(to_read))
+    sample = to_read["path"].sample(n=count, random_state=quantization.CALIBRATION_SEED)
+    pixels = []
+    for _, content in raw_images.contents(sorted(sample)):
+        try:
+            pixels.append(
+                decode_image(content, INPUT_SIZE, featurize.max_image_pixels, featurize.framing)
+            )
+        except ImageRejected:
+            continue
+    return (
+        np.stack(pixels).astype(np.float32)
+        if pixels
+        else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.float32)
+    )
 
 
 def _embed_listed(
@@ -233,7 +259,12 @@ def _embed_listed(
     # Spark reads the folder and keeps the planned files; their label is the plan's.
     images = raw_images.read()
     planned = images.sparkSession.createDataFrame(to_read[["path", LABEL]])
-    embedded = embed_images(images.join(planned, "path"), featurize, len(to_read))
+    embedded = embed_images(
+        images.join(planned, "path"),
+        featurize,
+        len(to_read),
+        lambda: _calibration_pixels(raw_images, to_read, featurize),
+    )
     identity = _feature_model(featurize)
     rows = embedded.where(F.col("reason").isNull()).select(
         "path",
@@ -286,11 +317,21 @@ def _rejected_versions(previous_image_rejects: pd.DataFrame | None) -> pd.DataFr
 
 
 def _refuse_another_feature_model(table: pd.DataFrame, featurize: FeaturizeSettings) -> None:
+    if table.empty:
+        return
     re_embed = "re-embed every image with `--params featurize.full_refresh=true`"
     if FRAMING not in table.columns:
         raise ValueError(
             "The features table predates featurize.framing (its photos were squashed to a "
             f"square, this run frames them by {featurize.framing!r}): {re_embed}."
+        )
+    engines = set(table[ENGINE].unique())
+    if {engine == INT8_ENGINE for engine in engines} != {featurize.engine == INT8_ENGINE}:
+        raise ValueError(
+            f"The features table holds features of the engine(s) {sorted(engines)}, this run's "
+            f"featurize.engine is {featurize.engine!r}: INT8 features are close to FP32 ones, "
+            f"not the same, and cannot be mixed with them: {re_embed}, or set "
+            "featurize.engine back."
         )
     expected = _feature_model(featurize)
     weights = {None if pd.isna(w) else w for w in table[WEIGHTS_SHA256].unique()}

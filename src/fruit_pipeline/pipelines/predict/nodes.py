@@ -25,12 +25,16 @@ def featurize_like_the_classifier(
     """The featurize settings, photos framed as the classifier's were; other weights refused."""
     exported = ExportedClassifier.from_document(classifier_export)
     expected = exported.feature_model["weights_sha256"]
-    found = feature_model.identity(featurize.weights, featurize.engine, exported.framing)
+    found = feature_model.identity(
+        featurize.weights, featurize.engine, exported.framing, featurize.model_cache
+    )
     if found["weights_sha256"] != expected:
         raise ValueError(
-            f"featurize.weights={featurize.weights!r} (SHA-256 {found['weights_sha256']}) are "
-            f"not the weights the classifier learnt from (SHA-256 {expected}): set them back, "
-            "or train the classifier on these."
+            f"featurize.weights={featurize.weights!r} with featurize.engine="
+            f"{featurize.engine!r} (SHA-256 {found['weights_sha256']}) are not the weights the "
+            f"classifier learnt from (SHA-256 {expected}, engine "
+            f"{exported.feature_model['engine']!r}): set them back, or train the classifier on "
+            "these."
         )
     return featurize.model_copy(update={"framing": exported.framing})
 
