@@ -23,8 +23,8 @@ from PIL import Image
 from scratch_project import PROJECT_ROOT
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import IMAGE_SUFFIXES, SPLIT, TEST
-from fruit_pipeline.core import feature_model, predictors
+from fruit_pipeline.contracts import IMAGE_SUFFIXES, INT8_ENGINE, SPLIT, TEST
+from fruit_pipeline.core import feature_model, predictors, quantization
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
@@ -74,8 +74,28 @@ def views(pixels: np.ndarray) -> list[np.ndarray]:
     return [pixels, pixels[:, ::-1], *crops]
 
 
+def feature_onnx(engine: str, cache: str, calibration_folder: Path, framing: str) -> bytes:
+    """The engine's ONNX model; INT8 quantized (if not cached) on a seeded sample of a folder,
+    as featurize calibrates on the images it embeds."""
+    if engine != INT8_ENGINE:
+        return feature_model.onnx_feature_model("imagenet", cache)
+    paths = sorted(p for p in calibration_folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    sample = np.random.default_rng(quantization.CALIBRATION_SEED).choice(
+        len(paths), min(quantization.CALIBRATION_IMAGES, len(paths)), replace=False
+    )
+
+    def calibration() -> np.ndarray:
+        pixels = [
+            decode_image(paths[i].read_bytes(), feature_model.INPUT_SIZE, 25_000_000, framing)
+            for i in sorted(sample)
+        ]
+        return np.stack(pixels).astype(np.float32)
+
+    return feature_model.int8_feature_model("imagenet", cache, calibration)
+
+
 def embed(
-    folder: Path, every: int, cache: str, framing: str, multi_crop: bool
+    folder: Path, every: int, model: bytes, framing: str, multi_crop: bool
 ) -> tuple[list[tuple[str, str, list, list]], dict[str, float]]:
     """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder,
     and the model's milliseconds per image: the framed photo alone, and all its views."""
@@ -86,9 +106,7 @@ def embed(
             ::every
         ]
     ]
-    predict = predictors.onnx_predictor(
-        feature_model.onnx_feature_model("imagenet", cache), threads=os.cpu_count() or 1
-    )
+    predict = predictors.onnx_predictor(model, threads=os.cpu_count() or 1)
     rows, seconds = [], {"photo": 0.0, "views": 0.0}
     for start in range(0, len(paths), 32):
         batch, kept = [], []
@@ -135,6 +153,12 @@ def main() -> None:
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "fruit_pipeline"))
     parser.add_argument("--framing", choices=FRAMINGS, help="default: featurize.framing")
     parser.add_argument(
+        "--engine",
+        choices=("onnxruntime", INT8_ENGINE),
+        default="onnxruntime",
+        help="the feature model's engine (INT8: calibrated on the studio images)",
+    )
+    parser.add_argument(
         "--multi-crop", action="store_true", help="embed each image as the mean of 7 views"
     )
     parser.add_argument(
@@ -158,15 +182,16 @@ def main() -> None:
         selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
         train = train.model_copy(update={"selection": selection})
     print(
-        f"framing: {framing}; multi-crop: {args.multi_crop}; "
+        f"engine: {args.engine}; framing: {framing}; multi-crop: {args.multi_crop}; "
         f"candidates: {[c.name() for c in train.selection.candidates]}"
     )
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
     spark = start_spark(dict(config["spark"]))
+    model = feature_onnx(args.engine, args.cache, args.data / SOURCES["studio"], framing)
     rows = {}
     for source, path in SOURCES.items():
         embedded, milliseconds = embed(
-            args.data / path, args.every, args.cache, framing, args.multi_crop
+            args.data / path, args.every, model, framing, args.multi_crop
         )
         rows[source] = [(*row[:2], source, *row[2:]) for row in embedded]
         folders = len({row[1] for row in embedded})

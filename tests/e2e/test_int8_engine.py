@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
-from tests.support.helpers import new_project, read_features, run
+from tests.support.helpers import PROJECT_ROOT, new_project, read_features, run
 
 SUMMARY = Path("data/08_reporting/featurize_summary.json")
 INT8 = {"weights": "imagenet", "engine": "onnxruntime-int8"}
-# The INT8 project's own model cache, so that its quantized model is the one its run made.
-CACHE = "model_cache"
+# The runs' model cache (relative: the tests' working folder), which holds the FP32 model.
+CACHE = Path(config_loader(PROJECT_ROOT)["parameters"]["featurize"]["model_cache"])
 
 
 def features_of(spark, project: Path) -> dict[str, np.ndarray]:
@@ -24,25 +25,22 @@ def features_of(spark, project: Path) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def int8_project(spark, test1_images, tmp_path_factory) -> Path:
+    # The quantized model is the one this module's first run makes.
+    for stale in CACHE.glob("*-int8-*.onnx"):
+        stale.unlink()
     project = new_project(tmp_path_factory.mktemp("int8"))
-    run(project, "featurize", images_root=str(test1_images), featurize=int8_settings(project))
+    run(project, "featurize", images_root=str(test1_images), featurize=INT8)
     return project
 
 
-def int8_settings(project: Path, **changes) -> dict:
-    return {**INT8, "model_cache": str(project / CACHE), **changes}
-
-
-def cached_models(project: Path) -> tuple[Path, Path]:
-    cache = project / CACHE
-    (int8,) = sorted(cache.glob("*-int8-*.onnx"))
-    (fp32,) = sorted(path for path in cache.glob("*.onnx") if path != int8)
-    return fp32, int8
+def cached_models() -> tuple[Path, Path]:
+    (int8,) = sorted(CACHE.glob("*-int8-*.onnx"))
+    return CACHE / f"{int8.name.split('-int8-')[0]}.onnx", int8
 
 
 def test_int8_rows_carry_the_quantized_models_checksum(spark, int8_project):
-    fp32, int8 = cached_models(int8_project)
-    assert int8.name.startswith(fp32.name.removesuffix(".onnx"))
+    fp32, int8 = cached_models()
+    assert fp32.is_file()
     checksum = hashlib.sha256(int8.read_bytes()).hexdigest()
     rows = read_features(spark, int8_project).select("weights_sha256", "engine").distinct()
     assert [tuple(row) for row in rows.collect()] == [(checksum, "onnxruntime-int8")]
@@ -76,14 +74,14 @@ def test_an_fp32_run_on_an_int8_table_is_refused(int8_project, test1_images):
 
 
 def test_the_quantization_is_reproducible_and_the_cache_used(int8_project, test1_images):
-    _, int8 = cached_models(int8_project)
+    _, int8 = cached_models()
     first = int8.read_bytes()
     # A rerun with nothing new reads the cached model's checksum and embeds nothing.
     run(
         int8_project,
         "featurize",
         images_root=str(test1_images),
-        featurize=int8_settings(int8_project),
+        featurize=INT8,
     )
     summary = json.loads((int8_project / SUMMARY).read_text())
     assert summary["featurized"] == 0
@@ -93,7 +91,7 @@ def test_the_quantization_is_reproducible_and_the_cache_used(int8_project, test1
         int8_project,
         "featurize",
         images_root=str(test1_images),
-        featurize=int8_settings(int8_project, full_refresh=True),
+        featurize={**INT8, "full_refresh": True},
     )
     assert int8.read_bytes() == first
 
