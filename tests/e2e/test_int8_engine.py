@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
 from tests.support.helpers import PROJECT_ROOT, new_project, read_features, run
@@ -100,3 +102,35 @@ def test_predict_and_serve_without_the_cached_int8_model_say_so(tmp_path):
     cache = str(tmp_path / "empty_cache")
     with pytest.raises(RuntimeError, match="holds no INT8 model of these weights"):
         feature_model.int8_feature_model("imagenet", cache, None)
+
+
+def test_the_service_answers_with_the_int8_model_the_classifier_learnt_from(
+    int8_project, test1_images
+):
+    one_candidate = [{"inputs": "features", "colour": True, "reg_param": 0.01}]
+    run(int8_project, "train", train={"selection": {"candidates": one_candidate}})
+    options = ServiceOptions(
+        export=str(int8_project / "data/06_models/classifier_export.json"),
+        weights=None,
+        model_cache=str(CACHE),
+        max_image_pixels=25_000_000,
+        max_upload_bytes=2**20,
+        top=3,
+        threads=1,
+    )
+    service = load_service(options, {})
+    assert service.identity["feature_model"]["engine"] == "onnxruntime-int8"
+    photo = next(test1_images.rglob("*.jpg"))
+    answer = TestClient(create_app(service)).post(
+        "/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["top"][0]["label"] in service.classifier.labels
+    # Without its quantized model the service refuses to start, and says where it looked.
+    _, int8 = cached_models()
+    moved = int8.rename(int8.with_suffix(".kept"))
+    try:
+        with pytest.raises(SystemExit, match="holds no INT8 model of these weights"):
+            load_service(options, {})
+    finally:
+        moved.rename(int8)

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256
+from fruit_pipeline.contracts import ENGINE, FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256
 from fruit_pipeline.core import feature_model, predictors
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.images import decode_image
@@ -238,6 +238,7 @@ def table_state(framing: str | None, length: int = 1) -> FeatureTableIndex:
         "length": length,
         "modificationTime": pd.Timestamp("2026-01-01", tz="UTC"),
         WEIGHTS_SHA256: None,
+        ENGINE: "onnxruntime",
     }
     return FeatureTableIndex(
         pd.DataFrame([row if framing is None else row | {FRAMING: framing}]), version=0
@@ -259,7 +260,9 @@ def test_a_table_of_another_framing_is_refused_unless_refreshed(tmp_path, framin
 
 def test_the_plan_says_new_changed_unchanged_and_removed(tmp_path):
     files = listed(write_files(tmp_path, {"a/1.jpg": b"x", "a/2.jpg": b"xy", "a/3.jpg": b"z"}))
-    state = pd.concat([files.iloc[1:].assign(**{WEIGHTS_SHA256: None, FRAMING: "pad"})])
+    state = pd.concat(
+        [files.iloc[1:].assign(**{WEIGHTS_SHA256: None, ENGINE: "onnxruntime", FRAMING: "pad"})]
+    )
     state.loc[state.index[0], "length"] = 1  # 2.jpg had one byte when it was embedded
     gone = table_state("pad").rows
     index = FeatureTableIndex(pd.concat([state, gone], ignore_index=True), version=0)
@@ -370,7 +373,8 @@ def test_settings_are_checked_by_name():
     with pytest.raises(ValidationError, match=r"engine\n  Field required"):
         FeaturizeSettings.model_validate({k: v for k, v in PARAMETERS.items() if k != "engine"})
     with pytest.raises(
-        ValidationError, match=r"engine\n  Input should be 'onnxruntime' or 'keras'"
+        ValidationError,
+        match=r"engine\n  Input should be 'onnxruntime', 'onnxruntime-int8' or 'keras'",
     ):
         FeaturizeSettings.model_validate({**PARAMETERS, "engine": "tensorrt"})
     with pytest.raises(ValidationError, match=r"batch_size\n  Input should be greater than 0"):

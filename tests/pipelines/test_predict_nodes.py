@@ -19,7 +19,12 @@ def export(**feature_model) -> dict:
         intercepts=np.zeros(2),
         temperature=1.0,
         unknown_threshold=0.5,
-        feature_model={"weights": None, "weights_sha256": None, **feature_model},
+        feature_model={
+            "weights": None,
+            "weights_sha256": None,
+            "engine": "onnxruntime",
+            **feature_model,
+        },
         metrics={},
     ).to_document()
 

@@ -3,8 +3,8 @@
 Static quantization: each activation's range is calibrated once on real images (the 99.999th
 percentile of its values, which clips the rare outliers a min-max range spends the 256 levels
 on), weights per output channel in int8, activations in uint8, in the operator form (QLinearConv):
-on this project's CPUs that form runs about twice as fast as FP32, where the QDQ form measured no
-faster (docs/performance.md). Imported only where a model is quantized: serving an INT8 model
+on this project's CPUs about twice as fast as FP32, where int8 activations ran no faster than
+FP32 (docs/performance.md). Imported only where a model is quantized: serving an INT8 model
 needs ONNX Runtime alone.
 """
 
