@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scratch_project import IMAGE_SUFFIXES, measure, new_project
+from scratch_project import IMAGE_SUFFIXES, PROJECT_ROOT, measure, new_project
+
+from fruit_pipeline.config import config_loader
 
 ENGINES = ("onnxruntime", "onnxruntime-int8")
 REPORTS = Path("data/08_reporting")
@@ -40,11 +42,14 @@ def loop(engine: str, images: Path, cache: str, batch_size: int) -> None:
     )
     predict = predictors.onnx_predictor(model, threads=os.cpu_count() or 1)
     paths = sorted(p for p in images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    # The project's own decode settings, as featurize uses them.
+    featurize = config_loader(PROJECT_ROOT)["parameters"]["featurize"]
+    max_pixels, framing = featurize["max_image_pixels"], featurize["framing"]
     start = time.perf_counter()
     for first in range(0, len(paths), batch_size):
         pixels = np.stack(
             [
-                decode_image(path.read_bytes(), feature_model.INPUT_SIZE, 25_000_000, "pad")
+                decode_image(path.read_bytes(), feature_model.INPUT_SIZE, max_pixels, framing)
                 for path in paths[first : first + batch_size]
             ]
         )

@@ -93,7 +93,10 @@ def int8_feature_model(
     if source is None:
         warn_random_weights()
         if calibration is None:
-            raise RuntimeError("An INT8 model of random weights is quantized on every run.")
+            raise RuntimeError(
+                "featurize.weights is null: an INT8 model of random weights is quantized anew by "
+                "each featurize run and never cached, so predict and the service cannot use it."
+            )
         return quantization.quantize(onnx_feature_model(None, cache), calibration())
     filesystem, folder = fsspec.core.url_to_fs(cache.rstrip("/"))
     fp32_name = _cached_onnx_name(filesystem, folder, weights_sha256(source), cache)

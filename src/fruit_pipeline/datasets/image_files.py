@@ -54,13 +54,13 @@ class ImageFiles:
             )
         )
 
-    def contents(self, paths: list[str]) -> Iterator[tuple[str, bytes]]:
+    def contents(self, paths: list[str]) -> Iterator[bytes]:
         """The bytes of some listed files (`path` as the listing gives it), read on the driver
         without Spark."""
         filesystem, _ = fsspec.core.url_to_fs(self.root)
         for path in paths:
             local = path.removeprefix("file:") if isinstance(filesystem, LocalFileSystem) else path
-            yield path, filesystem.cat_file(local)
+            yield filesystem.cat_file(local)
 
     def read(self) -> DataFrame:
         """Every image file as Spark's binaryFile rows (path, modificationTime, length,

@@ -239,7 +239,7 @@ def _calibration_pixels(
     count = min(quantization.CALIBRATION_IMAGES, len(to_read))
     sample = to_read["path"].sample(n=count, random_state=quantization.CALIBRATION_SEED)
     pixels = []
-    for _, content in raw_images.contents(sorted(sample)):
+    for content in raw_images.contents(sorted(sample)):
         try:
             pixels.append(
                 decode_image(content, INPUT_SIZE, featurize.max_image_pixels, featurize.framing)
