@@ -24,6 +24,11 @@ class ImageRejected(Exception):
 
 def decode_image(content: bytes | None, size: int, max_pixels: int, framing: Framing) -> np.ndarray:
     """Decode image bytes to a (size, size, 3) uint8 RGB array, framed, or raise ImageRejected."""
+    return frame(open_photo(content, max_pixels), size, framing)
+
+
+def open_photo(content: bytes | None, max_pixels: int) -> Image.Image:
+    """Decode image bytes to an upright RGB image of their own size, or raise ImageRejected."""
     if not content:
         raise ImageRejected(EMPTY_FILE_REASON)
     try:
@@ -35,15 +40,19 @@ def decode_image(content: bytes | None, size: int, max_pixels: int, framing: Fra
                     "(parameter featurize.max_image_pixels)"
                 )
             image.load()
-            rgb = to_rgb(ImageOps.exif_transpose(image))
+            return to_rgb(ImageOps.exif_transpose(image))
     except UnidentifiedImageError:
         raise ImageRejected("not an image: its bytes are no format Pillow can read") from None
     except Image.DecompressionBombError as error:
         raise ImageRejected(f"too large: {error}") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected(f"corrupt or truncated image: {error}") from None
+
+
+def frame(image: Image.Image, size: int, framing: Framing) -> np.ndarray:
+    """An RGB image as the model's (size, size, 3) uint8 input: made square, then resized."""
     return np.asarray(
-        square(rgb, framing).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
+        square(image, framing).resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8
     )
 
 
