@@ -18,6 +18,11 @@ ENGINE = "engine"
 # its rows' `weights_sha256` is that model's own.
 INT8_ENGINE = "onnxruntime-int8"
 FRAMING = "framing"
+# Views of a photo (fruit_pipeline.core.augmentation) that train learns from beside the photo:
+# their embeddings and colour histograms, and the settings that drew them (`none`: no views).
+VIEWS = "views"
+VIEW_COLOURS = "view_colours"
+AUGMENTATION = "augmentation"
 # A table or export that records no framing (fruit_pipeline.parameters.Framing) was made
 # before framing was chosen: its photos were squashed.
 UNRECORDED_FRAMING = "squash"
@@ -41,11 +46,22 @@ RAW_PREDICTION = "rawPrediction"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
 # A file's row, column by column with its Spark SQL type: the file, its label and its version
 # (Spark's binaryFile columns: a new size or modification time is a changed file), what describes
-# the image, the feature model that described it. The features table's rows are these.
+# the image and its views, the feature model that described it and what drew the views. The
+# features table's rows are these.
 FILE_VERSION = {"length": "long", "modificationTime": "timestamp"}
 SOURCE_FILE = {"path": "string", LABEL: "string"} | FILE_VERSION
-DESCRIPTION = {FEATURES: "array<float>", COLOUR: "array<float>"}
-FEATURE_MODEL = {WEIGHTS_SHA256: "string", ENGINE: "string", FRAMING: "string"}
+DESCRIPTION = {
+    FEATURES: "array<float>",
+    COLOUR: "array<float>",
+    VIEWS: "array<array<float>>",
+    VIEW_COLOURS: "array<array<float>>",
+}
+FEATURE_MODEL = {
+    WEIGHTS_SHA256: "string",
+    ENGINE: "string",
+    FRAMING: "string",
+    AUGMENTATION: "string",
+}
 TABLE_ROW = SOURCE_FILE | DESCRIPTION | FEATURE_MODEL
 
 
@@ -58,6 +74,11 @@ def ddl(columns: dict[str, str]) -> str:
 # label, the one above it may say its split. Regular expressions on a file's path (group 1).
 LABEL_FOLDER = r"([^/]+)/[^/]+$"
 SPLIT_FOLDER = r"([^/]+)/[^/]+/[^/]+$"
+# The folder above that, for a file under a split folder.
+FOLDER_ABOVE_SPLIT = r"([^/]+)/[^/]+/[^/]+/[^/]+$"
+# Where an image comes from (a data set, a shop, the web): the folder that holds its label folder
+# (or its split folder), e.g. `fruits-360-95` or `grocery-train`. Metrics are given per source.
+IMAGE_SOURCE = "source"
 # The label folder and file name together: what names an image wherever the images live.
 LABELLED_FILE = r"([^/]+/[^/]+)$"
 # Which images train, choose and test the classifier.

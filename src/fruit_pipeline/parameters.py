@@ -7,7 +7,7 @@ before any node runs, so a mistyped, missing or mistyped-value key stops every r
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fruit_pipeline.contracts import INT8_ENGINE
 
@@ -31,6 +31,35 @@ Inputs = Literal["pca", "features", "embedding"]
 INPUTS: tuple[str, ...] = get_args(Inputs)
 
 
+class AugmentSettings(Settings):
+    """`featurize.augment`: views of each photo that train learns from beside the photo itself."""
+
+    copies: int = Field(ge=0)  # views of each photo (0: none)
+    seed: int  # with the file's folder and name, draws each view: the same views on every run
+    min_side: int = Field(gt=0)  # photos with a shorter side get no views (studio frames)
+    min_scale: float = Field(gt=0, le=1)  # each view's side, as a share of the photo's...
+    max_scale: float = Field(gt=0, le=1)  # ...drawn between these
+    jitter: float = Field(ge=0, lt=1)  # colour and brightness scaled by 1 +- up to this
+
+    @model_validator(mode="after")
+    def _scales_in_order(self) -> "AugmentSettings":
+        if self.min_scale > self.max_scale:
+            raise ValueError(
+                f"featurize.augment: min_scale {self.min_scale} is above max_scale "
+                f"{self.max_scale}."
+            )
+        return self
+
+    def name(self) -> str:
+        """What the table records: `none`, or every setting that draws the views."""
+        if not self.copies:
+            return "none"
+        return (
+            f"crops {self.copies}, seed {self.seed}, min side {self.min_side}, "
+            f"scale {self.min_scale}-{self.max_scale}, jitter {self.jitter}"
+        )
+
+
 class FeaturizeSettings(Settings):
     """`featurize`: how images become features (the featurize and predict pipelines)."""
 
@@ -44,6 +73,7 @@ class FeaturizeSettings(Settings):
     threads_per_worker: int = Field(gt=0)  # engine threads in each Spark Python worker
     images_per_task: int = Field(gt=0)  # inference tasks of about this many images...
     partitions: int | None = Field(gt=0)  # ...unless set: this many tasks
+    augment: AugmentSettings  # views of each photo for training, embedded beside it
 
 
 class ReduceSettings(Settings):

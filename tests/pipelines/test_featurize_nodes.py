@@ -10,10 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import ENGINE, FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256
+from fruit_pipeline.contracts import AUGMENTATION, ENGINE, FRAMING, IMAGE_SUFFIXES, WEIGHTS_SHA256
 from fruit_pipeline.core import feature_model, predictors
+from fruit_pipeline.core.augmentation import views_of
 from fruit_pipeline.core.colour import colour_histogram
-from fruit_pipeline.core.images import decode_image
+from fruit_pipeline.core.images import decode_image, frame
 from fruit_pipeline.core.progress import ProgressLog
 from fruit_pipeline.datasets.feature_table import INDEX_COLUMNS, FeatureTableIndex
 from fruit_pipeline.datasets.image_files import ImageFiles
@@ -30,7 +31,7 @@ from fruit_pipeline.pipelines.featurize.nodes import (
 )
 from fruit_pipeline.spark import embedding
 from tests.support.helpers import PROJECT_ROOT, SAMPLE
-from tests.support.images import bad_files, good_files, photo_formats
+from tests.support.images import bad_files, encode, fruit, good_files, photo_formats
 from tests.support.settings import FEATURIZE, PARAMETERS
 
 IMAGE_FILES = config_loader(PROJECT_ROOT)["globals"]["image_files"]
@@ -230,8 +231,11 @@ def test_a_table_that_breaks_once_each_fails_the_summary(tmp_path, table):
         summarize_table_update(*table_update_case(tmp_path, table), FEATURIZE)
 
 
-def table_state(framing: str | None, length: int = 1) -> FeatureTableIndex:
-    # One row of random weights (what FEATURIZE embeds with), framed so; None: no framing column.
+def table_state(
+    framing: str | None, length: int = 1, augmentation: str | None = "none"
+) -> FeatureTableIndex:
+    # One row of random weights (what FEATURIZE embeds with), framed so and with these views;
+    # None: no such column.
     row = {
         "path": "file:/elsewhere/a/1.jpg",
         "label": "a",
@@ -240,9 +244,9 @@ def table_state(framing: str | None, length: int = 1) -> FeatureTableIndex:
         WEIGHTS_SHA256: None,
         ENGINE: "onnxruntime",
     }
-    return FeatureTableIndex(
-        pd.DataFrame([row if framing is None else row | {FRAMING: framing}]), version=0
-    )
+    recorded = {FRAMING: framing, AUGMENTATION: augmentation}
+    row |= {column: value for column, value in recorded.items() if value is not None}
+    return FeatureTableIndex(pd.DataFrame([row]), version=0)
 
 
 @pytest.mark.parametrize(
@@ -258,10 +262,35 @@ def test_a_table_of_another_framing_is_refused_unless_refreshed(tmp_path, framin
     assert len(plan_featurization(files, table_state("pad"), None, FEATURIZE)) == 2
 
 
+@pytest.mark.parametrize(
+    ("augmentation", "refusal"),
+    [
+        ("crops 2, seed 1, min side 200, scale 0.6-0.9, jitter 0.3", "views \\['crops 2, seed 1"),
+        (None, "predates featurize.augment"),
+    ],
+)
+def test_a_table_of_other_views_is_refused_unless_refreshed(tmp_path, augmentation, refusal):
+    files = listed(write_files(tmp_path, {"a/1.jpg": b"x"}))
+    table = table_state("pad", augmentation=augmentation)
+    with pytest.raises(ValueError, match=f"{refusal}.*full_refresh=true"):
+        plan_featurization(files, table, None, FEATURIZE)
+    refreshing = FEATURIZE.model_copy(update={"full_refresh": True})
+    assert len(plan_featurization(files, table, None, refreshing)) == 2
+
+
 def test_the_plan_says_new_changed_unchanged_and_removed(tmp_path):
     files = listed(write_files(tmp_path, {"a/1.jpg": b"x", "a/2.jpg": b"xy", "a/3.jpg": b"z"}))
     state = pd.concat(
-        [files.iloc[1:].assign(**{WEIGHTS_SHA256: None, ENGINE: "onnxruntime", FRAMING: "pad"})]
+        [
+            files.iloc[1:].assign(
+                **{
+                    WEIGHTS_SHA256: None,
+                    ENGINE: "onnxruntime",
+                    FRAMING: "pad",
+                    AUGMENTATION: "none",
+                }
+            )
+        ]
     )
     state.loc[state.index[0], "length"] = 1  # 2.jpg had one byte when it was embedded
     gone = table_state("pad").rows
@@ -326,6 +355,37 @@ def test_batches_split_inside_a_partition_give_the_same_features():
     )
     np.testing.assert_allclose(
         np.stack(one_call["features"]), np.stack(small_calls["features"]), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_a_photo_gets_the_features_of_each_of_its_views_and_a_studio_frame_none():
+    model = feature_model.build_feature_model(None)
+    photo, frame_size = fruit(size=(300, 240), seed=7), fruit(size=(100, 100), seed=8)
+    batch = pd.DataFrame(
+        {
+            "path": ["file:/images/kiwi/photo.jpg", "file:/images/kiwi/frame.jpg"],
+            "label": "kiwi",
+            "content": [encode(photo, "PNG"), encode(frame_size, "PNG")],
+        }
+    )
+    augment = FEATURIZE.augment.model_copy(update={"copies": 2})
+    settings = FEATURIZE.model_copy(update={"augment": augment})
+    embedded = embedding.embed_batch(batch, model.predict_on_batch, settings)
+    views = views_of(photo, "kiwi/photo.jpg", augment)
+    pixels = np.stack([frame(view, feature_model.INPUT_SIZE, "pad") for view in views])
+    np.testing.assert_allclose(
+        np.stack(embedded["views"][0]),
+        model.predict_on_batch(pixels.astype(np.float32)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    for histogram, view_pixels in zip(embedded["view_colours"][0], pixels, strict=True):
+        np.testing.assert_allclose(histogram, colour_histogram(view_pixels), atol=1e-7)
+    assert embedded["views"][1] == [] and embedded["view_colours"][1] == []
+    # The photo's own features are those of the photo, as without views.
+    alone = embedding.embed_batch(batch, model.predict_on_batch, FEATURIZE)
+    np.testing.assert_allclose(
+        np.stack(embedded["features"]), np.stack(alone["features"]), rtol=1e-4, atol=1e-5
     )
 
 

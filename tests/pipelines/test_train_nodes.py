@@ -442,3 +442,72 @@ def test_an_embedding_candidate_keeps_the_features_scale_and_is_exported_as_spar
     )
     # Not saturated: the comparison says something.
     assert 0.05 < spark_probabilities.max(axis=1).min() < 0.99
+
+
+def test_each_image_gets_the_source_that_holds_its_label_or_split_folder(spark):
+    rows = [
+        ("file:/data/grocery-train/Apple/1.jpg", "Apple"),
+        ("s3://bucket/images/bowl-train/apple/apple_1.jpg", "apple"),
+        ("file:/data/fruits-360/Training/Apple Red 1/r_1_100.jpg", "Apple Red 1"),
+        ("file:/data/fruits-360/Test/Apple Red 1/2_100.jpg", "Apple Red 1"),
+    ]
+    images = spark.createDataFrame(rows, "path string, label string")
+    sources = [row["source"] for row in name_fruits(images, FRUIT_NAMES, TRAIN).collect()]
+    assert sources == ["grocery-train", "bowl-train", "fruits-360", "fruits-360"]
+
+
+VIEWS_SCHEMA = f"{SCHEMA}, views array<array<float>>, view_colours array<array<float>>"
+
+
+def with_views_of_each_photo(features, copies: int, shift: float):
+    """Each photo with `copies` views: its own features shifted by `shift` (a view of a photo of
+    the test or validation side that leaked into training or scoring would show)."""
+    rows = [
+        (*row, [[value + shift for value in row[2]]] * copies, [row[3]] * copies)
+        for row in features.collect()
+    ]
+    return features.sparkSession.createDataFrame(rows, VIEWS_SCHEMA)
+
+
+def test_views_train_beside_their_photo_and_never_choose_or_test(spark):
+    photos = with_views_of_each_photo(clustered_features(spark), copies=2, shift=0.5)
+    split_features = assign_split(photos, PCA_ONLY)
+    selection = select_classifier(split_features, PCA_ONLY)
+    validation = split_features.where("split = 'validation'").count()
+    assert selection["validation_images"] == validation
+    classifier, inputs = train_classifier(split_features, selection, PCA_ONLY)
+    assert (inputs["train_images"], inputs["training_rows"]) == (90, 270)
+    # The scaler's mean is that of the training photos and their views, shifted by a third.
+    training = np.stack(
+        [row["features"] for row in split_features.where("split != 'test'").collect()]
+    )
+    scaler = stage(classifier, StandardScalerModel)
+    np.testing.assert_allclose(scaler.mean.toArray(), training.mean(axis=0) + 1 / 3, atol=1e-5)
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    assert metrics["test_images"] == 30
+    assert (metrics["train_images"], metrics["training_rows"]) == (90, 270)
+
+
+def test_the_metrics_are_given_for_each_source(spark):
+    features = clustered_features(spark).withColumn(
+        "path",
+        F.when(
+            F.col("label") == "plum", F.regexp_replace("path", "^file:/images/", "file:/web/x/")
+        ).otherwise(F.col("path")),
+    )
+    split_features = assign_split(name_fruits(features, FRUIT_NAMES_OF_CLUSTERS, TRAIN), PCA_ONLY)
+    selection = select_classifier(split_features, PCA_ONLY)
+    classifier, inputs = train_classifier(split_features, selection, PCA_ONLY)
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    per_source = metrics["per_source"]
+    assert {source: figures["images"] for source, figures in per_source.items()} == {
+        "images": 20,
+        "x": 10,
+    }
+    for figures in per_source.values():
+        assert figures["accuracy"] == 1.0
+        assert figures["right"] == figures["answered_share"]
+        assert figures["answered_accuracy"] == 1.0
+
+
+FRUIT_NAMES_OF_CLUSTERS = FruitNames.model_validate({"kiwi": [], "lemon": [], "plum": []})

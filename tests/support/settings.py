@@ -13,5 +13,13 @@ PARAMETERS = {
     "threads_per_worker": 1,
     "images_per_task": 500,
     "partitions": 2,
+    "augment": {
+        "copies": 0,
+        "seed": 0,
+        "min_side": 200,
+        "min_scale": 0.6,
+        "max_scale": 0.9,
+        "jitter": 0.3,
+    },
 }
 FEATURIZE = FeaturizeSettings.model_validate(PARAMETERS)

@@ -8,6 +8,7 @@ those of FP32 (docs/performance.md), so its rows never mix with theirs.
 
 import logging
 import math
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,11 +19,22 @@ import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
-from fruit_pipeline.contracts import DESCRIPTION, INT8_ENGINE, SOURCE_FILE, ddl
+from fruit_pipeline.contracts import (
+    COLOUR,
+    DESCRIPTION,
+    FEATURES,
+    INT8_ENGINE,
+    LABELLED_FILE,
+    SOURCE_FILE,
+    VIEW_COLOURS,
+    VIEWS,
+    ddl,
+)
 from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.augmentation import views_of
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.feature_model import INPUT_SIZE
-from fruit_pipeline.core.images import ImageRejected, decode_image
+from fruit_pipeline.core.images import ImageRejected, frame, open_photo
 from fruit_pipeline.core.predictors import Predictor, keras_predictor, onnx_predictor
 from fruit_pipeline.core.progress import ProgressLog
 from fruit_pipeline.parameters import FeaturizeSettings
@@ -69,7 +81,7 @@ def embed_images(
     total: int,
     calibration: Callable[[], np.ndarray] | None = None,
 ) -> DataFrame:
-    """Embed (PASSED_THROUGH, content) rows into (PASSED_THROUGH, features, colour, reason), once.
+    """Embed (PASSED_THROUGH, content) rows into (PASSED_THROUGH, DESCRIPTION, reason), once.
 
     The model is broadcast once; each Python worker builds its predictor once. A row either
     has its features or the reason it was rejected. The result is persisted and computed here,
@@ -135,23 +147,45 @@ def worker_predictor(engine: str, broadcast_model: Any, model_key: str, threads:
 def embed_batch(
     batch: pd.DataFrame, predict: Predictor, settings: FeaturizeSettings
 ) -> pd.DataFrame:
-    """Decode, embed and colour-describe one batch of rows (other columns kept); undecodable
-    rows get their reason."""
+    """Decode, embed and colour-describe one batch of rows and the views of each (other columns
+    kept); undecodable rows get their reason."""
     reasons: list[str | None] = []
     pixels: list[np.ndarray] = []
-    for content in batch["content"]:
+    view_counts: list[int] = []
+    for path, content in zip(batch["path"], batch["content"], strict=True):
         try:
-            pixels.append(
-                decode_image(content, INPUT_SIZE, settings.max_image_pixels, settings.framing)
-            )
-            reasons.append(None)
+            photo = open_photo(content, settings.max_image_pixels)
         except ImageRejected as rejection:
             reasons.append(str(rejection))
+            continue
+        views = views_of(photo, _view_key(path), settings.augment)
+        pixels += [frame(image, INPUT_SIZE, settings.framing) for image in (photo, *views)]
+        view_counts.append(len(views))
+        reasons.append(None)
     vectors = iter(predict_in_batches(predict, pixels, settings.batch_size))
     histograms = iter([colour_histogram(image) for image in pixels])
-    features = [None if reason else next(vectors) for reason in reasons]
-    colours = [None if reason else next(histograms) for reason in reasons]
-    return batch.drop(columns="content").assign(features=features, colour=colours, reason=reasons)
+    counts = iter(view_counts)
+    features, colours, views, view_colours = [], [], [], []
+    for reason in reasons:
+        if reason:
+            for column in (features, colours, views, view_colours):
+                column.append(None)
+            continue
+        features.append(next(vectors))
+        colours.append(next(histograms))
+        count = next(counts)
+        views.append([next(vectors) for _ in range(count)])
+        view_colours.append([next(histograms) for _ in range(count)])
+    return batch.drop(columns="content").assign(
+        **{FEATURES: features, COLOUR: colours, VIEWS: views, VIEW_COLOURS: view_colours},
+        reason=reasons,
+    )
+
+
+def _view_key(path: str) -> str:
+    # The label folder and file name draw a file's views: the same wherever the images live.
+    labelled = re.search(LABELLED_FILE, path)
+    return labelled.group(1) if labelled else path
 
 
 def predict_in_batches(

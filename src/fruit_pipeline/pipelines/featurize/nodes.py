@@ -12,7 +12,9 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from fruit_pipeline.contracts import (
+    AUGMENTATION,
     COLOUR,
+    DESCRIPTION,
     ENGINE,
     FEATURES,
     FILE_VERSION,
@@ -157,6 +159,8 @@ def summarize_table_update(
         },
         # What made the features: the classifier trained on them expects the same.
         "feature_model": _feature_model(featurize),
+        # What drew the views of the photos that train learns from beside them.
+        "augmentation": featurize.augment.name(),
     }
 
 
@@ -270,11 +274,11 @@ def _embed_listed(
         "path",
         LABEL,
         *SOURCE,
-        FEATURES,
-        COLOUR,
+        *DESCRIPTION,
         F.lit(identity["weights_sha256"]).cast("string").alias(WEIGHTS_SHA256),
         F.lit(identity["engine"]).alias(ENGINE),
         F.lit(identity["framing"]).alias(FRAMING),
+        F.lit(featurize.augment.name()).alias(AUGMENTATION),
     )
     outcome = embedded.select("path", "reason").toPandas()
     not_read = to_read.loc[~to_read["path"].isin(outcome["path"]), ["path"]]
@@ -348,6 +352,18 @@ def _refuse_another_feature_model(table: pd.DataFrame, featurize: FeaturizeSetti
             f"The features table holds features of photos framed by {sorted(framings)}, this "
             f"run's featurize.framing is {featurize.framing!r}. Features of different framings "
             f"cannot be mixed: {re_embed}, or set featurize.framing back."
+        )
+    if AUGMENTATION not in table.columns:
+        raise ValueError(
+            "The features table predates featurize.augment (its rows hold no views of the "
+            f"photos): {re_embed}."
+        )
+    augmentations = set(table[AUGMENTATION].unique())
+    if augmentations - {featurize.augment.name()}:
+        raise ValueError(
+            f"The features table holds photos with the views {sorted(augmentations)}, this "
+            f"run's featurize.augment draws {featurize.augment.name()!r}. Photos with other "
+            f"views would be learnt unevenly: {re_embed}, or set featurize.augment back."
         )
 
 

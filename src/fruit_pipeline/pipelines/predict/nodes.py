@@ -22,7 +22,8 @@ from fruit_pipeline.spark.pca import as_vectors
 def featurize_like_the_classifier(
     classifier_export: dict[str, Any], featurize: FeaturizeSettings
 ) -> FeaturizeSettings:
-    """The featurize settings, photos framed as the classifier's were; other weights refused."""
+    """The featurize settings, photos framed as the classifier's were, no views (they are for
+    training only); other weights refused."""
     exported = ExportedClassifier.from_document(classifier_export)
     expected = exported.feature_model["weights_sha256"]
     found = feature_model.identity(
@@ -36,7 +37,8 @@ def featurize_like_the_classifier(
             f"{exported.feature_model['engine']!r}): set them back, or train the classifier on "
             "these."
         )
-    return featurize.model_copy(update={"framing": exported.framing})
+    no_views = featurize.augment.model_copy(update={"copies": 0})
+    return featurize.model_copy(update={"framing": exported.framing, "augment": no_views})
 
 
 def predict_labels(

@@ -29,8 +29,10 @@ from fruit_pipeline.contracts import (
     COMPONENTS,
     DESCRIPTORS,
     ENGINE,
+    FOLDER_ABOVE_SPLIT,
     FRAMING,
     FRUIT,
+    IMAGE_SOURCE,
     LABEL,
     LABEL_INDEX,
     LABELLED_FILE,
@@ -57,6 +59,7 @@ from fruit_pipeline.parameters import INPUTS, Candidate, SelectionSettings, Trai
 from fruit_pipeline.spark.feature_table import version_of
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca, fit_standardizer
+from fruit_pipeline.spark.views import with_views, without_views
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,8 @@ logger = logging.getLogger(__name__)
 def name_fruits(
     image_features: DataFrame, fruit_names: FruitNames, train: TrainSettings
 ) -> DataFrame:
-    """Give each image its fruit and its variety; `label` becomes the level train learns."""
+    """Give each image its fruit, its variety and its source; `label` becomes the level train
+    learns."""
     examples = {
         row[LABEL]: row["path"]
         for row in image_features.groupBy(LABEL).agg(F.min("path").alias("path")).collect()
@@ -74,7 +78,14 @@ def name_fruits(
     named = image_features.withColumn(VARIETY, F.col(LABEL)).withColumn(
         FRUIT, fruit_of[F.col(LABEL)]
     )
-    return named.withColumn(LABEL, F.col(FRUIT if train.label_level == "fruit" else VARIETY))
+    above_label = F.regexp_extract("path", SPLIT_FOLDER, 1)
+    split_folders = [train.split_folders.train, train.split_folders.test]
+    source = F.when(
+        above_label.isin(split_folders), F.regexp_extract("path", FOLDER_ABOVE_SPLIT, 1)
+    ).otherwise(above_label)
+    return named.withColumn(
+        LABEL, F.col(FRUIT if train.label_level == "fruit" else VARIETY)
+    ).withColumn(IMAGE_SOURCE, source)
 
 
 def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
@@ -114,8 +125,9 @@ def _draw(seed: int) -> Column:
 def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[str, Any]:
     """Fit each candidate on train, score it on validation; keep the best, fit its calibration."""
     selection = train.selection
-    training = as_vectors(split_features.where(F.col(SPLIT) == TRAIN)).persist()
-    validation = as_vectors(split_features.where(F.col(SPLIT) == VALIDATION)).persist()
+    training = as_vectors(with_views(split_features.where(F.col(SPLIT) == TRAIN))).persist()
+    validation = as_vectors(without_views(split_features.where(F.col(SPLIT) == VALIDATION)))
+    validation = validation.persist()
     if validation.isEmpty():
         raise ValueError(
             "No validation images: raise train.selection.validation_ratio or add training images."
@@ -176,14 +188,20 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
 def train_classifier(
     split_features: DataFrame, classifier_selection: dict[str, Any], train: TrainSettings
 ) -> tuple[PipelineModel, dict[str, Any]]:
-    """Refit the chosen candidate on every training image (validation included)."""
-    training = as_vectors(split_features.where(F.col(SPLIT).isin(TRAIN, VALIDATION))).persist()
+    """Refit the chosen candidate on every training image (validation included) and its views."""
+    photos = split_features.where(F.col(SPLIT).isin(TRAIN, VALIDATION))
+    training = as_vectors(with_views(photos)).persist()
     chosen = classifier_selection["chosen"]
     candidate = Candidate.model_validate({k: v for k, v in chosen.items() if k != "name"})
     inputs = fit_inputs(training, candidate.inputs, candidate.colour, train)
     model, report = fit_classifier(training, inputs, candidate, train.selection)
     training.unpersist()
-    return model, {**inputs[2], **report, "chosen": chosen["name"]}
+    return model, {
+        **inputs[2],
+        **report,
+        "chosen": chosen["name"],
+        "train_images": photos.count(),
+    }
 
 
 def fit_inputs(
@@ -213,7 +231,7 @@ def fit_inputs(
                 "components": fit.components,
                 "constant_features_dropped": fit.constant_features,
                 "explained_variance": [float(share) for share in fit.explained_variance],
-                "train_images": fit.image_count,
+                "training_rows": fit.image_count,
             },
         )
     if kind in ("features", "embedding"):
@@ -225,7 +243,7 @@ def fit_inputs(
                 "inputs": kind,
                 "colour": colour,
                 "components": None,
-                "train_images": training.count(),
+                "training_rows": training.count(),
             },
         )
     raise ValueError(f"train.selection candidate inputs {kind!r}: use one of {', '.join(INPUTS)}.")
@@ -270,21 +288,27 @@ class Scored:
     truth: list[str]  # the true label of each image
     labels: np.ndarray  # index of each true label in the model's labels, -1 if unknown to it
     predicted: np.ndarray  # index of the predicted label
+    sources: list[str]  # each image's source (empty where the images have none)
 
 
 def score(model: PipelineModel, images: DataFrame) -> Scored:
     """The raw margins of a fitted classifier for labelled images."""
     known = list(stage(model, IndexToString).getLabels())
+    source = F.col(IMAGE_SOURCE) if IMAGE_SOURCE in images.columns else F.lit("")
     rows = (
         model.transform(images)
-        .select(LABEL, vector_to_array(RAW_PREDICTION).alias("margins"))
+        .select(LABEL, source.alias(IMAGE_SOURCE), vector_to_array(RAW_PREDICTION).alias("margins"))
         .toPandas()
     )
     margins = np.stack(rows["margins"]) if len(rows) else np.zeros((0, len(known)))
     index = {label: i for i, label in enumerate(known)}
     labels = np.array([index.get(label, -1) for label in rows[LABEL]], dtype=np.int64)
     return Scored(
-        margins=margins, truth=list(rows[LABEL]), labels=labels, predicted=margins.argmax(axis=1)
+        margins=margins,
+        truth=list(rows[LABEL]),
+        labels=labels,
+        predicted=margins.argmax(axis=1),
+        sources=list(rows[IMAGE_SOURCE]),
     )
 
 
@@ -301,7 +325,8 @@ def evaluate_classifier(
     classifier_selection: dict[str, Any],
 ) -> dict[str, Any]:
     """Test-image metrics of the chosen classifier: accuracy, F1, calibration, unknown answers."""
-    scored = score(classifier, as_vectors(split_features.where(F.col(SPLIT) == TEST)))
+    test_images = without_views(split_features.where(F.col(SPLIT) == TEST))
+    scored = score(classifier, as_vectors(test_images))
     if not len(scored.labels):
         raise ValueError("No test images: the split left every image in training.")
     names = list(stage(classifier, IndexToString).getLabels())
@@ -337,9 +362,11 @@ def evaluate_classifier(
             "answered_share": float(answered.mean()),
             "answered_accuracy": float(correct[answered].mean()) if answered.any() else None,
         },
+        "per_source": per_source(scored.sources, correct, answered),
         "selection": classifier_selection,
         "features_version": version_of(split_features),
         "train_images": classifier_inputs["train_images"],
+        "training_rows": classifier_inputs["training_rows"],
         "inputs": classifier_inputs["inputs"],
         "colour": classifier_inputs["colour"],
         "pca_components": classifier_inputs["components"],
@@ -347,6 +374,24 @@ def evaluate_classifier(
         "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
         "converged": classifier_inputs["converged"],
     }
+
+
+def per_source(sources: list[str], correct: np.ndarray, answered: np.ndarray) -> dict[str, Any]:
+    """Each source's test images: accuracy, "right" (a "not sure" counts as not right), the
+    share answered and the accuracy of the answers."""
+    origin = np.asarray(sources)
+    report = {}
+    for source in sorted(set(sources)):
+        mine = origin == source
+        right, sure = correct[mine], answered[mine]
+        report[source] = {
+            "images": int(mine.sum()),
+            "accuracy": float(right.mean()),
+            "right": float((right & sure).mean()),
+            "answered_share": float(sure.mean()),
+            "answered_accuracy": float(right[sure].mean()) if sure.any() else None,
+        }
+    return report
 
 
 def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float) -> dict[str, Any]:
