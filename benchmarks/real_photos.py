@@ -25,11 +25,18 @@ from scratch_project import PROJECT_ROOT
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.contracts import IMAGE_SUFFIXES, INT8_ENGINE, SPLIT, TEST
 from fruit_pipeline.core import feature_model, predictors, quantization
+from fruit_pipeline.core.augmentation import views_of
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
-from fruit_pipeline.core.images import ImageRejected, decode_image
-from fruit_pipeline.parameters import FRAMINGS, INPUTS, Candidate, TrainSettings
+from fruit_pipeline.core.images import ImageRejected, decode_image, frame, open_photo
+from fruit_pipeline.parameters import (
+    FRAMINGS,
+    INPUTS,
+    AugmentSettings,
+    Candidate,
+    TrainSettings,
+)
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
     name_fruits,
@@ -39,6 +46,7 @@ from fruit_pipeline.pipelines.train.nodes import (
 )
 from fruit_pipeline.spark.pca import as_vectors
 from fruit_pipeline.spark.session import start_spark
+from fruit_pipeline.spark.views import without_views
 
 SOURCES = {
     "studio": "fruits-360-95",
@@ -53,7 +61,10 @@ OPTIONS = {
     "studio + grocery": ("studio", "grocery"),
     "studio + bowl": ("studio", "bowl"),
 }
-SCHEMA = "path string, label string, source string, features array<float>, colour array<float>"
+SCHEMA = (
+    "path string, label string, source string, features array<float>, colour array<float>, "
+    "views array<array<float>>, view_colours array<array<float>>"
+)
 
 
 def views(pixels: np.ndarray) -> list[np.ndarray]:
@@ -95,10 +106,17 @@ def feature_onnx(engine: str, cache: str, calibration_folder: Path, framing: str
 
 
 def embed(
-    folder: Path, every: int, model: bytes, framing: str, multi_crop: bool
-) -> tuple[list[tuple[str, str, list, list]], dict[str, float]]:
-    """(path, folder name, embedding, colour histogram) of every `every`-th image of a folder,
-    and the model's milliseconds per image: the framed photo alone, and all its views."""
+    folder: Path,
+    every: int,
+    model: bytes,
+    framing: str,
+    *,
+    multi_crop: bool,
+    augment: AugmentSettings,
+) -> tuple[list[tuple], dict[str, float]]:
+    """(path, folder name, embedding, colour histogram, views' embeddings, views' histograms) of
+    every `every`-th image of a folder, and the model's milliseconds per image: the framed photo
+    alone, and all its multi-crop views."""
     paths = [
         path
         for label in sorted(p for p in folder.iterdir() if p.is_dir())
@@ -109,14 +127,22 @@ def embed(
     predict = predictors.onnx_predictor(model, threads=os.cpu_count() or 1)
     rows, seconds = [], {"photo": 0.0, "views": 0.0}
     for start in range(0, len(paths), 32):
-        batch, kept = [], []
+        batch, kept, augmented = [], [], []
         for path in paths[start : start + 32]:
             try:
-                content = path.read_bytes()
-                batch.append(decode_image(content, feature_model.INPUT_SIZE, 25_000_000, framing))
-                kept.append(path)
+                photo = open_photo(path.read_bytes(), 25_000_000)
             except ImageRejected as rejected:
                 print(f"rejected {path}: {rejected}")
+                continue
+            batch.append(frame(photo, feature_model.INPUT_SIZE, framing))
+            key = f"{path.parent.name}/{path.name}"
+            augmented.append(
+                [
+                    frame(view, feature_model.INPUT_SIZE, framing)
+                    for view in views_of(photo, key, augment)
+                ]
+            )
+            kept.append(path)
         started = time.perf_counter()
         features = predict(np.stack(batch).astype(np.float32))
         seconds["photo"] += time.perf_counter() - started
@@ -126,10 +152,18 @@ def embed(
             embedded = predict(np.stack(shown).astype(np.float32))
             seconds["views"] += time.perf_counter() - started
             features = embedded.reshape(len(batch), -1, embedded.shape[-1]).mean(axis=1)
-        rows += [
-            (f"file:{path}", path.parent.name, vector.tolist(), colour_histogram(pixels).tolist())
-            for path, vector, pixels in zip(kept, features, batch, strict=True)
-        ]
+        for path, vector, pixels, extra in zip(kept, features, batch, augmented, strict=True):
+            extra_features = predict(np.stack(extra).astype(np.float32)) if extra else []
+            rows.append(
+                (
+                    f"file:{path}",
+                    path.parent.name,
+                    vector.tolist(),
+                    colour_histogram(pixels).tolist(),
+                    [view.tolist() for view in extra_features],
+                    [colour_histogram(view).tolist() for view in extra],
+                )
+            )
     return rows, {kind: 1000 * total / len(rows) for kind, total in seconds.items()}
 
 
@@ -146,7 +180,8 @@ def named(scored, selection: dict) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
     parser.add_argument("--every", type=int, default=1, help="every n-th image of each folder")
@@ -162,6 +197,9 @@ def main() -> None:
         "--multi-crop", action="store_true", help="embed each image as the mean of 7 views"
     )
     parser.add_argument(
+        "--copies", type=int, help="views of each photo (default: featurize.augment.copies)"
+    )
+    parser.add_argument(
         "--without-colour", action="store_true", help="the candidates without the colour histogram"
     )
     parser.add_argument(
@@ -169,10 +207,17 @@ def main() -> None:
         choices=INPUTS,
         help="the candidates' inputs, all of them (default: as configured)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     config = config_loader(PROJECT_ROOT)
     parameters = config["parameters"]
     framing = args.framing or parameters["featurize"]["framing"]
+    augment = AugmentSettings.model_validate(parameters["featurize"]["augment"])
+    if args.copies is not None:
+        augment = augment.model_copy(update={"copies": args.copies})
     train = TrainSettings.model_validate({**parameters["train"], "label_level": "fruit"})
     if args.without_colour or args.inputs:
         changed = {"colour": False} if args.without_colour else {}
@@ -183,6 +228,7 @@ def main() -> None:
         train = train.model_copy(update={"selection": selection})
     print(
         f"engine: {args.engine}; framing: {framing}; multi-crop: {args.multi_crop}; "
+        f"views: {augment.name()}; "
         f"candidates: {[c.name() for c in train.selection.candidates]}"
     )
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
@@ -191,7 +237,12 @@ def main() -> None:
     rows = {}
     for source, path in SOURCES.items():
         embedded, milliseconds = embed(
-            args.data / path, args.every, model, framing, args.multi_crop
+            args.data / path,
+            args.every,
+            model,
+            framing,
+            multi_crop=args.multi_crop,
+            augment=augment,
         )
         rows[source] = [(*row[:2], source, *row[2:]) for row in embedded]
         folders = len({row[1] for row in embedded})
@@ -219,11 +270,13 @@ def main() -> None:
         studio = "-"
         if "studio" in sources:
             tested = named(
-                score(classifier, as_vectors(split.where(f"{SPLIT} = '{TEST}'"))), selection
+                score(classifier, as_vectors(without_views(split.where(f"{SPLIT} = '{TEST}'")))),
+                selection,
             )
             studio = f"{tested['right']:.3f} right, {tested['accuracy_answered']:.3f} when answered"
         for held_out in (s for s in ("grocery", "bowl") if s not in sources):
-            photos = as_vectors(frames[held_out].where(frames[held_out].label.isin(sorted(fruits))))
+            held = frames[held_out].where(frames[held_out].label.isin(sorted(fruits)))
+            photos = as_vectors(without_views(held))
             result = named(score(classifier, photos), selection)
             print(
                 f"{option:<17} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
