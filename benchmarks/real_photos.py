@@ -25,7 +25,7 @@ from scratch_project import PROJECT_ROOT
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.contracts import IMAGE_SUFFIXES, INT8_ENGINE, SPLIT, TEST
 from fruit_pipeline.core import feature_model, predictors, quantization
-from fruit_pipeline.core.augmentation import views_of
+from fruit_pipeline.core.augmentation import view_key, views_of
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
@@ -135,11 +135,10 @@ def embed(
                 print(f"rejected {path}: {rejected}")
                 continue
             batch.append(frame(photo, feature_model.INPUT_SIZE, framing))
-            key = f"{path.parent.name}/{path.name}"
             augmented.append(
                 [
                     frame(view, feature_model.INPUT_SIZE, framing)
-                    for view in views_of(photo, key, augment)
+                    for view in views_of(photo, view_key(str(path)), augment)
                 ]
             )
             kept.append(path)

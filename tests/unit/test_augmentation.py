@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from pydantic import ValidationError
 
-from fruit_pipeline.core.augmentation import draw_views, render, views_of
+from fruit_pipeline.core.augmentation import draw_views, render, view_key, views_of
 from fruit_pipeline.parameters import AugmentSettings
 from tests.support.images import fruit
 from tests.support.settings import PARAMETERS
@@ -26,6 +26,17 @@ def test_another_file_or_seed_draws_other_views():
     views = draw_views(size, KEY, AUGMENT)
     assert draw_views(size, "Apple/photo_002.jpg", AUGMENT) != views
     assert draw_views(size, KEY, AUGMENT.model_copy(update={"seed": 1})) != views
+
+
+def test_a_file_draws_the_same_views_wherever_the_images_live():
+    # A local folder, a bucket, a split folder above the label: the label folder and file name.
+    paths = [
+        "file:/data/images/Apple/photo_001.jpg",
+        "s3://bucket/images/Training/Apple/photo_001.jpg",
+        "Apple/photo_001.jpg",
+    ]
+    assert {view_key(path) for path in paths} == {KEY}
+    assert view_key("file:/data/images/Apple/photo_002.jpg") != KEY
 
 
 def test_each_view_is_a_part_of_the_photo_at_the_drawn_scale():

@@ -7,12 +7,14 @@ drawn from the seed and the file's own key (its folder and name), never from the
 file gives the same views on every run and on every machine.
 """
 
+import re
 import zlib
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from fruit_pipeline.contracts import LABELLED_FILE
 from fruit_pipeline.parameters import AugmentSettings
 
 
@@ -24,6 +26,13 @@ class View:
     mirrored: bool
     colour: float  # saturation factor (1: as it is)
     brightness: float  # brightness factor (1: as it is)
+
+
+def view_key(path: str) -> str:
+    """What draws a file's views: its label folder and file name, the same wherever the images
+    live (a folder, a bucket)."""
+    labelled = re.search(LABELLED_FILE, path)
+    return labelled.group(1) if labelled else path
 
 
 def draw_views(size: tuple[int, int], key: str, settings: AugmentSettings) -> list[View]:

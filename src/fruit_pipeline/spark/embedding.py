@@ -8,7 +8,6 @@ those of FP32 (docs/performance.md), so its rows never mix with theirs.
 
 import logging
 import math
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,14 +23,13 @@ from fruit_pipeline.contracts import (
     DESCRIPTION,
     FEATURES,
     INT8_ENGINE,
-    LABELLED_FILE,
     SOURCE_FILE,
     VIEW_COLOURS,
     VIEWS,
     ddl,
 )
 from fruit_pipeline.core import feature_model
-from fruit_pipeline.core.augmentation import views_of
+from fruit_pipeline.core.augmentation import view_key, views_of
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.feature_model import INPUT_SIZE
 from fruit_pipeline.core.images import ImageRejected, frame, open_photo
@@ -158,7 +156,7 @@ def embed_batch(
         except ImageRejected as rejection:
             reasons.append(str(rejection))
             continue
-        views = views_of(photo, _view_key(path), settings.augment)
+        views = views_of(photo, view_key(path), settings.augment)
         pixels += [frame(image, INPUT_SIZE, settings.framing) for image in (photo, *views)]
         view_counts.append(len(views))
         reasons.append(None)
@@ -180,12 +178,6 @@ def embed_batch(
         **{FEATURES: features, COLOUR: colours, VIEWS: views, VIEW_COLOURS: view_colours},
         reason=reasons,
     )
-
-
-def _view_key(path: str) -> str:
-    # The label folder and file name draw a file's views: the same wherever the images live.
-    labelled = re.search(LABELLED_FILE, path)
-    return labelled.group(1) if labelled else path
 
 
 def predict_in_batches(
