@@ -37,6 +37,16 @@ from tests.support.helpers import (
     s3a_settings,
     standalone_spark,
 )
+from tests.support.permissions import (
+    Resources,
+    denied,
+    iam_requests,
+    recorded_requests,
+    signed_as,
+    stack_policies,
+    statement_actions,
+    without_statement,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -55,6 +65,10 @@ REGION = "eu-west-3"
 BUCKET = "fruit-pipeline-node-test"
 DATA = "fruit_pipeline/data"
 SAMPLE_SIZE = 463  # the labelled sample split: 328 Training and 135 Test images
+# The access keys that sign each principal's requests: the stack's administrator, the operator
+# (fruit-deploy) and the cluster's nodes (the instance profile). The harness' own calls sign
+# with the server's default key and are not evaluated.
+ADMINISTRATOR, OPERATOR, NODE = "administrator", "operator", "cluster-node"
 # The node's marker in EMR's own Java options, which the project's settings must not replace.
 NODE_JAVA_OPTIONS = "-Dfruit.node.defaults=kept -XX:OnOutOfMemoryError='kill -9 %p'"
 
@@ -75,30 +89,35 @@ def node_environment(node: Path, **extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def operator(packaged_project):
-    """What the operator does from a laptop, against the S3, EMR and CloudFormation APIs."""
+def operator(packaged_project, tmp_path_factory):
+    """What the operator does from a laptop, against the S3, EMR and CloudFormation APIs; an
+    administrator creates the stack first. The server records every request."""
     if not (TEST1.is_dir() and SAMPLE.is_dir()):
         pytest.skip(f"needs the Fruits-360 images at {TEST1} and {SAMPLE}")
     project = packaged_project
-    with moto_server(REGION) as aws:
+    recording = tmp_path_factory.mktemp("aws") / "requests.jsonl"
+    with moto_server(REGION, recording) as aws:
         os.environ["FRUIT_PIPELINE_BUCKET"] = BUCKET
         try:
             dist = project / "dist"
             arguments = ["--project", str(project)]
-            assert main([*arguments, "apply-stack"]) == 0
-            assert main([*arguments, "upload-images", str(SAMPLE)]) == 0
-            assert main([*arguments, "upload-images", "--new", str(TEST1)]) == 0
-            assert (
-                main([*arguments, "package", "--dist", str(dist), "--weights", str(WEIGHTS_FILE)])
-                == 0
-            )
-            deployment = Deployment(
-                replace(load_settings(project / "conf"), subnet_id=emr_ready_subnet(REGION))
-            )
+            with signed_as(ADMINISTRATOR):
+                assert main([*arguments, "apply-stack"]) == 0
+            settings = replace(load_settings(project / "conf"), subnet_id=emr_ready_subnet(REGION))
+            with signed_as(OPERATOR):
+                assert main([*arguments, "upload-images", str(SAMPLE)]) == 0
+                assert main([*arguments, "upload-images", "--new", str(TEST1)]) == 0
+                assert (
+                    main(
+                        [*arguments, "package", "--dist", str(dist), "--weights", str(WEIGHTS_FILE)]
+                    )
+                    == 0
+                )
+                deployment = Deployment(settings)
             cluster_id = deployment.create_cluster("node-test", wait=False)
             for pipeline in (None, "train", "predict"):
                 deployment.run(cluster_id, pipeline, None, wait=False)
-            yield deployment, cluster_id, aws
+            yield deployment, cluster_id, aws, recording
         finally:
             del os.environ["FRUIT_PIPELINE_BUCKET"]
 
@@ -107,7 +126,7 @@ def operator(packaged_project):
 def node(operator, tmp_path_factory):
     """A primary node: EMR's Spark home and configuration (from the cluster's request), the
     instance profile's credentials, the AWS CLI; then the bootstrap action, run as EMR runs it."""
-    deployment, cluster_id, aws = operator
+    deployment, cluster_id, aws, _ = operator
     emr = boto3.client("emr")
     root = tmp_path_factory.mktemp("node")
     (root / "bin").mkdir()
@@ -117,7 +136,7 @@ def node(operator, tmp_path_factory):
         f"[default]\nregion = {REGION}\nendpoint_url = {aws['AWS_ENDPOINT_URL']}\n"
     )
     (root / "home" / ".aws" / "credentials").write_text(
-        "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+        f"[default]\naws_access_key_id = {NODE}\naws_secret_access_key = testing\n"
     )
     subprocess.run(["python3.11", "-m", "venv", str(root / "aws-cli")], check=True)
     subprocess.run([str(root / "aws-cli" / "bin" / "pip"), "install", "-q", AWS_CLI], check=True)
@@ -195,7 +214,7 @@ def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
 @pytest.fixture(scope="module")
 def step_run(operator, node, test1_images, tmp_path_factory):
     """The step's command, exactly as the cluster holds it, on a standalone Spark cluster."""
-    deployment, cluster_id, aws = operator
+    deployment, cluster_id, aws, _ = operator
     root, spark_home, home, _, _ = node
     work = tmp_path_factory.mktemp("standalone")
     events = work / "events"
@@ -216,7 +235,7 @@ def step_run(operator, node, test1_images, tmp_path_factory):
             REGION,
             credentials_provider="org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         ),
-        "spark.hadoop.fs.s3a.access.key": aws["AWS_ACCESS_KEY_ID"],
+        "spark.hadoop.fs.s3a.access.key": NODE,
         "spark.hadoop.fs.s3a.secret.key": aws["AWS_SECRET_ACCESS_KEY"],
     }
     daemons = {**node_variables(root), "SPARK_HOME": str(spark_home)}
@@ -258,13 +277,11 @@ def run_step(step: dict, deployment: Deployment, root: Path, home: Path, aws: di
     # API server's address and the instance profile's stand-in credentials are given to it as
     # variables.
     s3_api = {
-        name: aws[name]
-        for name in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ALLOW_HTTP",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-        )
+        **{
+            name: aws[name]
+            for name in ("AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_SECRET_ACCESS_KEY")
+        },
+        "AWS_ACCESS_KEY_ID": NODE,
     }
     result = subprocess.run(
         node_environment(root, **s3_api) + ["bash", "-c", script],
@@ -392,3 +409,112 @@ def test_the_node_java_options_are_kept_and_the_projects_added(step_run):
     assert all(picked_up in log for log in step_run.driver_logs)
     assert len(step_run.executor_logs) >= 3
     assert all(picked_up in log for log in step_run.executor_logs)
+
+
+# Statements no request of this test exercises, and why: each is granted for a caller that does
+# not run here.
+NOT_EXERCISED = {
+    # EMR's own agents on the nodes (instance state, the cluster's description), not the project.
+    (NODE, "EmrNodeAgents"),
+    # EMR creates its clean-up role on an account's first cluster; moto's EMR does not.
+    (OPERATOR, "EmrServiceLinkedRole"),
+    (OPERATOR, "EmrServiceLinkedRolePolicy"),
+}
+
+
+@pytest.fixture(scope="module")
+def authorizations(operator, step_run):
+    """Every request the operator and the nodes signed, as IAM requests, with the policies the
+    stack template gives each principal and the bucket, for the stack `apply-stack` made."""
+    deployment, cluster_id, _, recording = operator
+    deployment.terminate(cluster_id)  # the operator's last call, after the tests above
+    settings = deployment.settings
+    (stack,) = boto3.client("cloudformation").describe_stacks(StackName=settings.stack_name)[
+        "Stacks"
+    ]
+    cluster = boto3.client("emr").describe_cluster(ClusterId=cluster_id)["Cluster"]
+    resources = Resources(
+        cluster_tags={cluster_id: {tag["Key"]: tag["Value"] for tag in cluster["Tags"]}},
+        stack_ids={stack["StackName"]: stack["StackId"]},
+    )
+    requests = [
+        request
+        for entry in recorded_requests(recording, (OPERATOR, NODE))
+        for request in iam_requests(entry, resources)
+    ]
+    policies = stack_policies(
+        PROJECT_ROOT / "deploy" / "cloudformation" / "account.yaml",
+        deployment.stack_parameters(),
+        settings.region,
+        settings.stack_name,
+    )
+    return requests, {OPERATOR: policies.operator, NODE: policies.node}, {BUCKET: policies.bucket}
+
+
+def test_every_call_of_the_operator_and_the_nodes_is_allowed_by_the_stacks_policies(
+    authorizations,
+):
+    requests, policies, buckets = authorizations
+    made = {(request.principal, request.action) for request in requests}
+    assert {
+        (OPERATOR, "s3:PutObject"),
+        (OPERATOR, "s3:ListBucket"),
+        (OPERATOR, "s3:GetObject"),
+        (OPERATOR, "ec2:DescribeSubnets"),
+        (OPERATOR, "cloudformation:DescribeStacks"),
+        (OPERATOR, "elasticmapreduce:RunJobFlow"),
+        (OPERATOR, "iam:PassRole"),
+        (OPERATOR, "elasticmapreduce:AddJobFlowSteps"),
+        (OPERATOR, "elasticmapreduce:TerminateJobFlows"),
+        (NODE, "s3:GetObject"),
+        (NODE, "s3:ListBucket"),
+        (NODE, "s3:PutObject"),
+        (NODE, "s3:DeleteObject"),
+    } <= made
+    refused = denied(requests, policies, buckets)
+    assert not refused, "\n".join(
+        f"{request.principal}: {request.action} on {request.resource} ({request.http}): {answer}"
+        for request, answer in refused[:40]
+    )
+    # The bucket's policy is part of the evaluation: without TLS, every S3 request is refused.
+    s3_requests = [request for request in requests if request.action.startswith("s3:")]
+    plain_http = [
+        replace(
+            request,
+            context=tuple(
+                (key, "false" if key == "aws:SecureTransport" else value)
+                for key, value in request.context
+            ),
+        )
+        for request in s3_requests
+    ]
+    refused = denied(plain_http, policies, buckets)
+    assert len(refused) == len(set(plain_http))
+    assert {answer for _, answer in refused} == {"ExplicitlyDenied"}
+
+
+def test_each_statement_is_needed_and_its_removal_refuses_its_actions(authorizations):
+    requests, policies, buckets = authorizations
+    exercised = set()
+    for principal, policy in policies.items():
+        for statement in policy["Statement"]:
+            actions = statement_actions(statement)
+            concerned = [
+                request
+                for request in requests
+                if request.principal == principal and request.action in actions
+            ]
+            if not concerned:
+                continue
+            exercised.add((principal, statement["Sid"]))
+            refused = denied(
+                concerned, {principal: without_statement(policy, statement["Sid"])}, buckets
+            )
+            assert refused, f"{principal}: nothing needs {statement['Sid']} alone"
+            assert {request.action for request, _ in refused} <= actions
+    every = {
+        (principal, statement["Sid"])
+        for principal, policy in policies.items()
+        for statement in policy["Statement"]
+    }
+    assert every - exercised == NOT_EXERCISED

@@ -115,16 +115,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def moto_server(region: str) -> Iterator[dict[str, str]]:
+def moto_server(region: str, recording: Path | None = None) -> Iterator[dict[str, str]]:
     """A moto server (S3, EMR, IAM... over HTTP) on loopback, in this process' AWS environment.
 
     boto3, s3fs and delta-rs (the features table's index) reach it through AWS_ENDPOINT_URL;
     delta-rs takes a plain-HTTP endpoint only with AWS_ALLOW_HTTP. The environment is yielded
-    for subprocesses and restored after.
+    for subprocesses and restored after. With `recording`, the server writes every request it
+    receives there (moto's recorder: method, URL, headers and body, one JSON line each).
     """
     port = free_port()
+    recorder = (
+        {"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(recording)}
+        if recording
+        else {}
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **recorder},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
