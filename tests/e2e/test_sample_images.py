@@ -108,3 +108,21 @@ def test_copy_from_a_local_folder_keeps_the_class_folders(test1_images, tmp_path
 def test_copy_from_a_missing_folder_says_so(tmp_path, caplog):
     assert main(["--from", str(tmp_path / "nowhere"), "--dest", str(tmp_path / "x")]) == 1
     assert "no such folder" in caplog.text
+
+
+def test_copy_takes_the_named_classes_or_a_count_of_them(repository, tmp_path, caplog):
+    source, dest = repository / "Test", tmp_path / "images"
+    arguments = ["--from", str(source), "--per-class", "1"]
+    assert main([*arguments, "--dest", str(dest), "--classes", "Banana", "Mango"]) == 0
+    assert images_in(dest) == {"Banana": 1, "Mango": 1}
+    assert main([*arguments, "--dest", str(tmp_path / "three"), "--class-count", "3"]) == 0
+    assert images_in(tmp_path / "three") == {"Apple Golden 1": 1, "Lemon": 1, "Pear Kaiser": 1}
+    assert main([*arguments, "--dest", str(tmp_path / "x"), "--classes", "Durian"]) == 1
+    assert "unknown classes ['Durian']" in caplog.text
+
+
+def test_copy_refuses_a_split_and_names_the_folder_to_give(repository, tmp_path, caplog):
+    code = main(["--from", str(repository), "--dest", str(tmp_path / "x"), "--split", "Test"])
+    assert code == 1
+    assert f"--from {repository / 'Test'}" in caplog.text
+    assert not (tmp_path / "x").exists()

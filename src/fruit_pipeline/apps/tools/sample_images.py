@@ -30,19 +30,37 @@ def main(argv: list[str] | None = None) -> int:
         "--from", dest="source", type=Path, help="copy this local folder instead of downloading"
     )
     parser.add_argument("--dest", type=Path, default=Path(settings["destination"]))
-    parser.add_argument("--classes", nargs="+", default=settings["classes"])
-    parser.add_argument("--class-count", type=int, default=settings["class_count"])
+    # Without a value on the command line, a download takes conf's classes and class count, and
+    # a copy every class folder of the source.
+    parser.add_argument("--classes", nargs="+", help="class folders to take, by name")
+    parser.add_argument("--class-count", type=int, help="that many classes spread over the list")
     parser.add_argument("--per-class", type=int, default=settings["per_class"])
-    parser.add_argument("--split", default=settings["split"], help="Training or Test")
+    parser.add_argument("--split", help="Training or Test (downloads only)")
     parser.add_argument("--api", default=settings["repository_api"])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if args.source:
-            written = copy_sample(args.source, args.dest, args.per_class)
+            if args.split:
+                raise ValueError(
+                    f"--split chooses a folder of the download: with --from, name that folder "
+                    f"itself (--from {args.source / args.split})"
+                )
+            written = copy_sample(
+                args.source, args.dest, args.per_class, args.classes, args.class_count
+            )
         else:
-            classes = choose_classes(args.api, args.split, args.classes, args.class_count)
-            written = download_sample(args.api, args.split, classes, args.dest, args.per_class)
+            split = args.split or settings["split"]
+            available = sorted(
+                entry["name"] for entry in _listing(args.api, split) if entry["type"] == "dir"
+            )
+            classes = choose_classes(
+                available,
+                args.classes or settings["classes"],
+                args.class_count or settings["class_count"],
+                f"the {split} split",
+            )
+            written = download_sample(args.api, split, classes, args.dest, args.per_class)
     except (OSError, ValueError) as error:
         logger.error("fruit-images: %s", error)
         return 1
@@ -55,12 +73,23 @@ def _settings() -> dict[str, Any]:
     return dict(config_loader(conf_source.resolve().parent)["sample_images"])
 
 
-def copy_sample(source: Path, dest: Path, per_class: int | None) -> int:
-    """Copy every image folder under source to dest, at most per_class images from each."""
+def copy_sample(
+    source: Path,
+    dest: Path,
+    per_class: int | None,
+    classes: list[str] | None = None,
+    class_count: int | None = None,
+) -> int:
+    """Copy the image folders under source to dest (every class, or those asked for), at most
+    per_class images from each."""
     if not source.is_dir():
         raise ValueError(f"--from {source}: no such folder")
-    written = 0
     folders = sorted({path.parent for path in source.rglob("*") if _is_image(path)})
+    if classes or class_count:
+        available = sorted({folder.name for folder in folders})
+        chosen = set(choose_classes(available, classes, class_count, f"--from {source}"))
+        folders = [folder for folder in folders if folder.name in chosen]
+    written = 0
     for folder in folders:
         for path in sorted(filter(_is_image, folder.iterdir()))[:per_class]:
             target = dest / path.relative_to(source)
@@ -72,16 +101,18 @@ def copy_sample(source: Path, dest: Path, per_class: int | None) -> int:
     return written
 
 
-def choose_classes(api: str, split: str, classes: list[str] | None, class_count: int) -> list[str]:
-    """The asked classes, checked against the repository, or class_count spread over its list."""
-    available = sorted(entry["name"] for entry in _listing(api, split) if entry["type"] == "dir")
+def choose_classes(
+    available: list[str], classes: list[str] | None, class_count: int | None, where: str
+) -> list[str]:
+    """The asked classes, checked against the available ones, or class_count spread over them."""
     if classes:
         unknown = sorted(set(classes) - set(available))
         if unknown:
-            raise ValueError(f"unknown classes {unknown}; the {split} split has: {available}")
+            raise ValueError(f"unknown classes {unknown}; {where} has: {available}")
         return list(classes)
-    step = max(len(available) // class_count, 1)
-    return available[::step][:class_count]
+    count = class_count or len(available)
+    step = max(len(available) // count, 1)
+    return available[::step][:count]
 
 
 def download_sample(
