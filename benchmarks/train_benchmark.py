@@ -7,6 +7,10 @@ prints wall time, test accuracy and PCA k of each run.
 
     python benchmarks/train_benchmark.py --project <a project that ran featurize> \
         --sizes 0 8000     # 0: the features as they are
+
+`--blas native` times the native libraries only; `--params` gives runtime parameters, one run
+each (`--params "" train.selection.tol=1e-6`: the project's settings, then Spark's default
+tolerance), so settings are compared in one run of the benchmark.
 """
 
 import argparse
@@ -81,10 +85,18 @@ def project_with_features(spark: SparkSession, root: Path, source: Path, size: i
     return root
 
 
-def timed_train(project: Path, env: dict[str, str]) -> tuple[float, dict, str]:
+def timed_train(project: Path, env: dict[str, str], params: str) -> tuple[float, dict, str]:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipelines", "train"],
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--pipelines",
+            "train",
+            *(["--params", params] if params else []),
+        ],
         cwd=project,
         env=env,
         capture_output=True,
@@ -107,30 +119,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", type=Path, required=True, help="a project that ran featurize")
     parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
+    parser.add_argument("--blas", choices=("both", "native", "pure"), default="both")
+    parser.add_argument("--params", nargs="+", default=[""], help="runtime parameters, a run each")
     args = parser.parse_args()
     spark = start_spark(dict(config_loader(PROJECT_ROOT)["spark"]))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
     native = native_libraries_load()
-    if not native:
+    if not native and args.blas != "pure":
         print("No native libblas.so.3 / liblapack.so.3 on this machine: pure Java only.")
-    print(f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'train s':>7} | {'accuracy':>8} | chosen")
+    print(
+        f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'params':<28} | {'train s':>7} | "
+        f"{'accuracy':>8} | chosen"
+    )
     with tempfile.TemporaryDirectory(prefix="train_benchmark_") as scratch:
         for size in args.sizes:
             project = project_with_features(spark, Path(scratch) / f"p{size}", args.project, size)
-            environments = [pure_java_environment(Path(scratch) / "no_native")]
-            if native:
+            environments = []
+            if args.blas in ("both", "pure") or not native:
+                environments.append(pure_java_environment(Path(scratch) / "no_native"))
+            if native and args.blas in ("both", "native"):
                 environments.append(env)
             for environment in environments:
-                seconds, metrics, used = timed_train(project, environment)
-                images = metrics["train_images"] + metrics["test_images"]
-                candidates = ", ".join(
-                    f"{c['name']} {c['seconds']:.0f} s" for c in metrics["selection"]["candidates"]
-                )
-                print(
-                    f"{images:>7} | {used:<45} | {seconds:>7.1f} | "
-                    f"{metrics['accuracy']:>8.4f} | {metrics['selection']['chosen']['name']} "
-                    f"(candidates: {candidates})"
-                )
+                for params in args.params:
+                    seconds, metrics, used = timed_train(project, environment, params)
+                    images = metrics["train_images"] + metrics["test_images"]
+                    candidates = ", ".join(
+                        f"{c['name']} {c['seconds']:.0f} s, {c['iterations']} passes, "
+                        f"validation {c['validation_accuracy']:.4f}"
+                        for c in metrics["selection"]["candidates"]
+                    )
+                    print(
+                        f"{images:>7} | {used:<45} | {params or '-':<28} | {seconds:>7.1f} | "
+                        f"{metrics['accuracy']:>8.4f} | {metrics['selection']['chosen']['name']} "
+                        f"(candidates: {candidates})",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

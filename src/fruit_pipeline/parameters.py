@@ -101,6 +101,7 @@ class SelectionSettings(Settings):
     validation_ratio: float = Field(gt=0, lt=1)
     candidates: tuple[Candidate, ...] = Field(min_length=1)
     max_iter: int = Field(gt=0)
+    tol: float = Field(gt=0)
     elastic_net_param: float = Field(ge=0, le=1)
     calibration_min_errors: int = Field(ge=0)
 

@@ -44,6 +44,7 @@ PARAMETERS = {
             {"inputs": "features", "colour": False, "reg_param": 0.01},
         ],
         "max_iter": 100,
+        "tol": 1e-4,
         "elastic_net_param": 0.0,
         "calibration_min_errors": 5,
     },

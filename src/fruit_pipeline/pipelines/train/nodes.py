@@ -266,6 +266,7 @@ def fit_classifier(
         predictionCol=PREDICTION_INDEX,
         family="multinomial",
         maxIter=selection.max_iter,
+        tol=selection.tol,
         regParam=candidate.reg_param,
         elasticNetParam=selection.elastic_net_param,
         # Spark's default weighs the L2 penalty on standardized coefficients: `embedding`
