@@ -221,7 +221,7 @@ def s3a_settings(
 
 def fetch_jvm_packages() -> None:
     """Resolve into Spark's Ivy cache (~/.ivy2) the JVM packages of the project (Delta Lake) and
-    of its tests (Hadoop's S3A; EMR's Delta Lake), and download EMR's Spark release."""
+    of its tests (Hadoop's S3A; EMR's Delta Lake)."""
     from fruit_pipeline.config import config_loader  # noqa: PLC0415
 
     project_packages = config_loader(PROJECT_ROOT)["spark"]["spark.jars.packages"]
@@ -234,7 +234,6 @@ def fetch_jvm_packages() -> None:
             ".getOrCreate().stop()"
         )
         subprocess.run([sys.executable, "-c", resolve], check=True)
-    emr_spark_release()
 
 
 # What EMR 7.13.0 runs (its release notes): Spark 3.5.6 and Delta Lake 3.3.2.
