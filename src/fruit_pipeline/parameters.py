@@ -103,6 +103,7 @@ class SelectionSettings(Settings):
     max_iter: int = Field(gt=0)
     tol: float = Field(gt=0)
     elastic_net_param: float = Field(ge=0, le=1)
+    block_size_mb: float = Field(gt=0)
     calibration_min_errors: int = Field(ge=0)
 
 

@@ -46,6 +46,7 @@ PARAMETERS = {
         "max_iter": 100,
         "tol": 1e-4,
         "elastic_net_param": 0.0,
+        "block_size_mb": 32.0,
         "calibration_min_errors": 5,
     },
     "keep_correct": 0.99,
@@ -172,6 +173,9 @@ def test_separable_classes_are_all_recognised(trained):
     assert 0 <= metrics["calibration"]["expected_calibration_error"] < 0.1
     assert metrics["unknown_answer"]["answered_accuracy"] == 1.0
     assert metrics["converged"] is True
+    regression = stage(classifier, LogisticRegressionModel)
+    assert regression.getMaxBlockSizeInMB() == TRAIN.selection.block_size_mb
+    assert regression.getTol() == TRAIN.selection.tol
     assert metrics["test_images"] == 30
     assert metrics["train_images"] == 90
     assert metrics["classes"] == 3

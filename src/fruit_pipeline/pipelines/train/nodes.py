@@ -269,6 +269,7 @@ def fit_classifier(
         tol=selection.tol,
         regParam=candidate.reg_param,
         elasticNetParam=selection.elastic_net_param,
+        maxBlockSizeInMB=selection.block_size_mb,
         # Spark's default weighs the L2 penalty on standardized coefficients: `embedding`
         # candidates take the penalty on the features' own scale.
         standardization=candidate.inputs != "embedding",
