@@ -187,6 +187,31 @@ def test_separable_classes_are_all_recognised(trained):
     }
 
 
+def test_the_block_size_stacks_rows_differently_and_fits_the_same_model(spark):
+    split_features = assign_split(clustered_features(spark), TRAIN)
+    features_only = {"inputs": "features", "colour": False, "reg_param": 0.01}
+    fitted = {}
+    # 0.001 MB holds a few of these 16-feature rows: the 90 training rows take many blocks. A
+    # tolerance far below the project's lets both fits reach the optimum, which is one model.
+    for block_size_mb in (32.0, 0.001):
+        settings = with_candidates(features_only, block_size_mb=block_size_mb, tol=1e-12)
+        selection = select_classifier(split_features, settings)
+        classifier, _ = train_classifier(split_features, selection, settings)
+        fitted[block_size_mb] = classifier
+    large, small = (stage(fitted[size], LogisticRegressionModel) for size in (32.0, 0.001))
+    assert small.getMaxBlockSizeInMB() == 0.001
+    assert large.summary.totalIterations < PARAMETERS["selection"]["max_iter"]
+    assert small.summary.totalIterations < PARAMETERS["selection"]["max_iter"]
+    np.testing.assert_allclose(
+        small.coefficientMatrix.toArray(), large.coefficientMatrix.toArray(), rtol=0, atol=1e-6
+    )
+    # The intercept of the slot kept for unknown labels, which no row has, falls without bound
+    # (intercepts are not penalized): the probabilities are what must agree.
+    test = as_vectors(split_features.where("split = 'test'"))
+    probabilities = {size: softmax(score(fitted[size], test).margins) for size in fitted}
+    np.testing.assert_allclose(probabilities[0.001], probabilities[32.0], rtol=0, atol=1e-6)
+
+
 def test_every_candidate_is_scored_on_validation_and_the_best_is_chosen(spark):
     split_features = assign_split(clustered_features(spark), TRAIN)
     selection = select_classifier(split_features, TRAIN)
@@ -438,7 +463,7 @@ def test_an_embedding_candidate_keeps_the_features_scale_and_is_exported_as_spar
     metrics = evaluate_classifier(split_features, classifier, inputs, selection)
     export = ExportedClassifier.from_document(export_classifier(classifier, metrics, {}))
     assert np.array_equal(export.std, np.ones(16))
-    test = split_features.where("split = 'test'").orderBy("path")
+    test = as_vectors(split_features.where("split = 'test'")).orderBy("path")
     scored = score(classifier, as_vectors(test))
     spark_probabilities = softmax(scored.margins, selection["temperature"])
     features = np.stack(test.select("features").toPandas()["features"]).astype(np.float64)
