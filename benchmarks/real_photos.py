@@ -7,7 +7,8 @@ pipeline's own nodes at `label_level: fruit` (fruit_names), with the project's c
 calibration and "not sure" threshold, on some sources; then it names the photos of each held-out
 real source whose fruit the option's training set has, and prints per source: the share right
 (a "not sure" counts as not right), the share answered and the accuracy of the answers. For the
-options that train on studio frames, the same model's accuracy on the studio test images too.
+options that train on studio frames, the same model's accuracy on the studio test images too;
+the candidate the selection chose.
 
     python benchmarks/real_photos.py                    # every image
     python benchmarks/real_photos.py --every 2          # every 2nd image of each folder
@@ -256,7 +257,7 @@ def main() -> None:
     }
     print(
         f"{'trained on':<17} | {'held out':<8} | {'images':>6} | {'right':>5} | "
-        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy"
+        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy | chosen"
     )
     for option, sources in OPTIONS.items():
         training = frames[sources[0]]
@@ -279,7 +280,8 @@ def main() -> None:
             result = named(score(classifier, photos), selection)
             print(
                 f"{option:<17} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
-                f"{result['answered']:>8.3f} | {result['accuracy_answered']:>19.3f} | {studio}"
+                f"{result['answered']:>8.3f} | {result['accuracy_answered']:>19.3f} | {studio} | "
+                f"{selection['chosen']['name']}"
             )
         split.unpersist()
 
