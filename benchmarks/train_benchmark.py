@@ -10,7 +10,12 @@ prints wall time, test accuracy and PCA k of each run.
 
 `--blas native` times the native libraries only; `--params` gives runtime parameters, one run
 each (`--params "" train.selection.tol=1e-6`: the project's settings, then Spark's default
-tolerance), so settings are compared in one run of the benchmark.
+tolerance), so settings are compared in one run of the benchmark. `--grids` does the same for
+candidate grids, which runtime parameters cannot carry (a list): each YAML list is written to a
+Kedro environment of the scratch project and run with `--env`, after the `--params` runs:
+
+    python benchmarks/train_benchmark.py --project <...> --sizes 48905 --blas native \
+        --grids "[{inputs: features, colour: true, reg_param: 0.01}]"
 """
 
 import argparse
@@ -25,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from scratch_project import PROJECT_ROOT, new_project
@@ -85,7 +91,21 @@ def project_with_features(spark: SparkSession, root: Path, source: Path, size: i
     return root
 
 
-def timed_train(project: Path, env: dict[str, str], params: str) -> tuple[float, dict, str]:
+def grid_environment(project: Path, index: int, grid: str) -> str:
+    """A Kedro environment of the project whose only change is this candidate grid (YAML)."""
+    candidates = yaml.safe_load(grid)
+    if not isinstance(candidates, list):
+        raise SystemExit(f"--grids takes YAML lists of candidates, not {grid!r}")
+    name = f"grid{index}"
+    (project / "conf" / name).mkdir()
+    parameters = {"train": {"selection": {"candidates": candidates}}}
+    (project / "conf" / name / "parameters_train.yml").write_text(yaml.safe_dump(parameters))
+    return name
+
+
+def timed_train(
+    project: Path, env: dict[str, str], params: str, kedro_env: str | None = None
+) -> tuple[float, dict, str]:
     start = time.perf_counter()
     result = subprocess.run(
         [
@@ -96,6 +116,7 @@ def timed_train(project: Path, env: dict[str, str], params: str) -> tuple[float,
             "--pipelines",
             "train",
             *(["--params", params] if params else []),
+            *(["--env", kedro_env] if kedro_env else []),
         ],
         cwd=project,
         env=env,
@@ -121,6 +142,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
     parser.add_argument("--blas", choices=("both", "native", "pure"), default="both")
     parser.add_argument("--params", nargs="+", default=[""], help="runtime parameters, a run each")
+    parser.add_argument("--grids", nargs="+", default=[], help="YAML candidate lists, a run each")
     args = parser.parse_args()
     spark = start_spark(dict(config_loader(PROJECT_ROOT)["spark"]))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
@@ -139,9 +161,15 @@ def main() -> None:
                 environments.append(pure_java_environment(Path(scratch) / "no_native"))
             if native and args.blas in ("both", "native"):
                 environments.append(env)
+            # (what the row says, runtime parameters, Kedro environment)
+            runs = [(params or "-", params, None) for params in args.params]
+            runs += [
+                (f"grid {index}", "", grid_environment(project, index, grid))
+                for index, grid in enumerate(args.grids)
+            ]
             for environment in environments:
-                for params in args.params:
-                    seconds, metrics, used = timed_train(project, environment, params)
+                for label, params, kedro_env in runs:
+                    seconds, metrics, used = timed_train(project, environment, params, kedro_env)
                     images = metrics["train_images"] + metrics["test_images"]
                     candidates = ", ".join(
                         f"{c['name']} {c['seconds']:.0f} s, {c['iterations']} passes, "
@@ -149,7 +177,7 @@ def main() -> None:
                         for c in metrics["selection"]["candidates"]
                     )
                     print(
-                        f"{images:>7} | {used:<45} | {params or '-':<28} | {seconds:>7.1f} | "
+                        f"{images:>7} | {used:<45} | {label:<28} | {seconds:>7.1f} | "
                         f"{metrics['accuracy']:>8.4f} | {metrics['selection']['chosen']['name']} "
                         f"(candidates: {candidates})",
                         flush=True,
