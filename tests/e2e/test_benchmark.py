@@ -6,8 +6,7 @@ import sys
 
 import pytest
 
-from fruit_pipeline.config import config_loader
-from tests.support.helpers import PROJECT_ROOT
+from tests.support.helpers import PROJECT_ROOT, configured_candidates
 
 
 def run_benchmark(script: str, *arguments: str) -> str:
@@ -57,8 +56,7 @@ def test_the_train_benchmark_times_train_with_the_jvms_blas(sample_project):
         assert used.startswith("pure Java")
         assert float(seconds) > 0 and float(accuracy) >= 0.98
     project_grid, given_grid = (re.findall(r"\(candidates: (.+)\)$", row[3])[0] for row in rows)
-    configured = config_loader(PROJECT_ROOT)["parameters"]["train"]["selection"]["candidates"]
-    assert project_grid.count("validation") == len(configured)
+    assert project_grid.count("validation") == len(configured_candidates())
     assert given_grid.startswith("features + colour, reg_param 0.01 ")
     assert given_grid.count("validation") == 1
     assert rows[1][0].endswith("| grid 0")
@@ -71,7 +69,8 @@ def test_the_feature_options_are_scored_on_validation_images(test1_images, keras
     )
     lines = re.findall(r"^\s*(base|mirror) \| (.+?) +\| validation accuracy ([\d.]+)", output, re.M)
     # The pipeline's own candidates, on each embedding option.
-    assert [name for name, _, _ in lines] == ["base"] * 4 + ["mirror"] * 4
+    grid = len(configured_candidates())
+    assert [name for name, _, _ in lines] == ["base"] * grid + ["mirror"] * grid
     assert all("+ colour" in candidate for _, candidate, _ in lines)
     assert all(0 <= float(accuracy) <= 1 for _, _, accuracy in lines)
 

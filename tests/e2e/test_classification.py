@@ -13,6 +13,7 @@ from fruit_pipeline.pipelines.train.nodes import assign_split, select_classifier
 from tests.support.helpers import (
     GROCERY,
     PROJECT_ROOT,
+    configured_candidates,
     image_slice,
     new_project,
     read_features,
@@ -65,8 +66,8 @@ def test_real_weights_classify_the_sample_test_images(real):
 def test_the_classifier_is_chosen_on_validation_images_and_calibrated(real):
     root, metrics = real
     selection = metrics["selection"]
-    assert len(selection["candidates"]) == 4
-    assert selection["chosen"]["name"] in {c["name"] for c in selection["candidates"]}
+    assert [c["name"] for c in selection["candidates"]] == configured_candidates()
+    assert selection["chosen"]["name"] in configured_candidates()
     assert all(0.9 <= c["validation_accuracy"] <= 1.0 for c in selection["candidates"])
     # The validation images come out of the 328 training images, never out of the test ones.
     assert 0 < selection["validation_images"] < 328

@@ -18,6 +18,9 @@ import numpy as np
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from fruit_pipeline.config import config_loader
+from fruit_pipeline.parameters import TrainSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Real images and MobileNetV2 weights kept beside the repository (see the README's Tests section).
 SHARED = Path(os.environ.get("FRUIT_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
@@ -59,6 +62,12 @@ def copy_project(dest: Path) -> Path:
         ),
     )
     return dest
+
+
+def configured_candidates() -> list[str]:
+    """The names of the candidates in the project's own grid (conf/base), in their order."""
+    train = TrainSettings.model_validate(config_loader(PROJECT_ROOT)["parameters"]["train"])
+    return [candidate.name() for candidate in train.selection.candidates]
 
 
 def run(project: Path, pipeline: str | None = None, **runtime_params) -> None:
