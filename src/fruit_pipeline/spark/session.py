@@ -7,12 +7,15 @@ project's datasets) or before the first kedro-datasets Spark dataset is read or 
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 # The active environment's `spark*.yml`, set by the hooks when a run starts.
 _settings: dict[str, Any] = {}
+EXECUTOR_ENV = "spark.executorEnv."
 
 
 def configure(settings: dict[str, Any]) -> None:
@@ -40,9 +43,34 @@ def start_spark(settings: dict[str, Any]) -> SparkSession:
             builder = builder.config(
                 key, str(value).lower() if isinstance(value, bool) else str(value)
             )
-    session = builder.getOrCreate()
+    with environment(local_executor_environment(settings)):
+        session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
     return session
+
+
+def local_executor_environment(settings: dict[str, Any]) -> dict[str, str]:
+    """The executors' environment (`spark.executorEnv.*`) when the driver's JVM is the executor
+    (a local master), where Spark itself gives it to no process; else none."""
+    if not str(settings.get("spark.master", "")).startswith("local"):
+        return {}
+    return {
+        key.removeprefix(EXECUTOR_ENV): str(value)
+        for key, value in settings.items()
+        if key.startswith(EXECUTOR_ENV) and value is not None
+    }
+
+
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """These variables, where the process has none of its own, for a JVM started meanwhile."""
+    added = {name: value for name, value in variables.items() if name not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            del os.environ[name]
 
 
 def release_cached_data() -> None:
