@@ -12,7 +12,9 @@ prints wall time, test accuracy and PCA k of each run.
 each (`--params "" train.selection.tol=1e-6`: the project's settings, then Spark's default
 tolerance), so settings are compared in one run of the benchmark. `--grids` does the same for
 candidate grids, which runtime parameters cannot carry (a list): each YAML list is written to a
-Kedro environment of the scratch project and run with `--env`, after the `--params` runs:
+Kedro environment of the scratch project and run with `--env`, after the `--params` runs.
+`--blas-threads 1 2` runs each of those with that many native BLAS threads a task instead of
+the project's setting:
 
     python benchmarks/train_benchmark.py --project <...> --sizes 48905 --blas native \
         --grids "[{inputs: features, colour: true, reg_param: 0.01}]"
@@ -143,6 +145,12 @@ def main() -> None:
     parser.add_argument("--blas", choices=("both", "native", "pure"), default="both")
     parser.add_argument("--params", nargs="+", default=[""], help="runtime parameters, a run each")
     parser.add_argument("--grids", nargs="+", default=[], help="YAML candidate lists, a run each")
+    parser.add_argument(
+        "--blas-threads",
+        nargs="+",
+        default=[""],
+        help="OMP_NUM_THREADS of the train process, a run each ('': the project's setting)",
+    )
     args = parser.parse_args()
     spark = start_spark(dict(config_loader(PROJECT_ROOT)["spark"]))
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
@@ -167,9 +175,17 @@ def main() -> None:
                 (f"grid {index}", "", grid_environment(project, index, grid))
                 for index, grid in enumerate(args.grids)
             ]
+            runs = [
+                (f"{label}, {threads} threads" if threads else label, params, kedro_env, threads)
+                for label, params, kedro_env in runs
+                for threads in args.blas_threads
+            ]
             for environment in environments:
-                for label, params, kedro_env in runs:
-                    seconds, metrics, used = timed_train(project, environment, params, kedro_env)
+                for label, params, kedro_env, threads in runs:
+                    threaded = {**environment, "OMP_NUM_THREADS": threads} if threads else None
+                    seconds, metrics, used = timed_train(
+                        project, threaded or environment, params, kedro_env
+                    )
                     images = metrics["train_images"] + metrics["test_images"]
                     candidates = ", ".join(
                         f"{c['name']} {c['seconds']:.0f} s, {c['iterations']} passes, "
