@@ -463,7 +463,7 @@ def test_an_embedding_candidate_keeps_the_features_scale_and_is_exported_as_spar
     metrics = evaluate_classifier(split_features, classifier, inputs, selection)
     export = ExportedClassifier.from_document(export_classifier(classifier, metrics, {}))
     assert np.array_equal(export.std, np.ones(16))
-    test = as_vectors(split_features.where("split = 'test'")).orderBy("path")
+    test = split_features.where("split = 'test'").orderBy("path")
     scored = score(classifier, as_vectors(test))
     spark_probabilities = softmax(scored.margins, selection["temperature"])
     features = np.stack(test.select("features").toPandas()["features"]).astype(np.float64)
