@@ -158,7 +158,7 @@ def main() -> None:
     if not native and args.blas != "pure":
         print("No native libblas.so.3 / liblapack.so.3 on this machine: pure Java only.")
     print(
-        f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'params':<28} | {'train s':>7} | "
+        f"{'images':>7} | {'JVM BLAS/LAPACK':<45} | {'run':<28} | {'train s':>7} | "
         f"{'accuracy':>8} | chosen"
     )
     with tempfile.TemporaryDirectory(prefix="train_benchmark_") as scratch:
@@ -182,10 +182,9 @@ def main() -> None:
             ]
             for environment in environments:
                 for label, params, kedro_env, threads in runs:
-                    threaded = {**environment, "OMP_NUM_THREADS": threads} if threads else None
-                    seconds, metrics, used = timed_train(
-                        project, threaded or environment, params, kedro_env
-                    )
+                    threaded = {"OMP_NUM_THREADS": threads} if threads else {}
+                    run_env = {**environment, **threaded}
+                    seconds, metrics, used = timed_train(project, run_env, params, kedro_env)
                     images = metrics["train_images"] + metrics["test_images"]
                     candidates = ", ".join(
                         f"{c['name']} {c['seconds']:.0f} s, {c['iterations']} passes, "
