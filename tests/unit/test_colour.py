@@ -4,6 +4,7 @@ import colorsys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fruit_pipeline.core.colour import (
     HUE_BINS,
@@ -58,6 +59,28 @@ def test_grey_and_black_are_fruit_but_white_is_background():
 
 def test_an_all_white_image_has_no_fruit_and_an_empty_histogram():
     assert not colour_histogram(picture(WHITE, WHITE)).any()
+
+
+def test_each_colour_falls_in_the_bin_of_its_pillow_hsv_unless_it_is_background():
+    # The histogram looks every pixel up in a table of all colours, built once: checked here
+    # colour by colour against Pillow's HSV of that one pixel, on seeded colours and on the
+    # near-white ones around the background's limit.
+    rng = np.random.default_rng(0)
+    light = range(234, 256)
+    colours = [tuple(int(channel) for channel in rgb) for rgb in rng.integers(0, 256, (500, 3))]
+    colours += [(red, green, blue) for red in light for green in light for blue in (234, 236, 255)]
+    for rgb in colours:
+        hue, saturation, value = Image.new("RGB", (1, 1), rgb).convert("HSV").getpixel((0, 0))
+        histogram = colour_histogram(np.array([[rgb]], dtype=np.uint8))
+        if min(rgb) > 235 and saturation < 25.6:
+            assert not histogram.any(), rgb
+            continue
+        expected = (
+            hue * HUE_BINS // 256 * SATURATION_BINS * VALUE_BINS
+            + saturation * SATURATION_BINS // 256 * VALUE_BINS
+            + value * VALUE_BINS // 256
+        )
+        assert histogram[expected] == 1.0, rgb
 
 
 @pytest.mark.shared

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fruit_pipeline import __version__
 from fruit_pipeline.config import config_loader
-from fruit_pipeline.contracts import INT8_ENGINE
-from fruit_pipeline.core import feature_model
+from fruit_pipeline.contracts import COLOUR, INT8_ENGINE
+from fruit_pipeline.core import colour, feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.images import ImageRejected, decode_image
 from fruit_pipeline.core.predictors import Predictor, onnx_predictor
@@ -126,6 +126,8 @@ def load_service(options: ServiceOptions, facts: dict[str, str]) -> Service:
         )
     except RuntimeError as error:
         raise SystemExit(str(error)) from None
+    if COLOUR in classifier.descriptors:
+        colour.prepare()
     return Service(
         classifier=classifier,
         predict_features=onnx_predictor(model, options.threads),
