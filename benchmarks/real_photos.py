@@ -222,7 +222,10 @@ def main() -> None:
     if args.without_colour or args.inputs:
         changed = {"colour": False} if args.without_colour else {}
         changed |= {"inputs": args.inputs} if args.inputs else {}
-        candidates = {c.model_copy(update=changed) for c in train.selection.candidates}
+        candidates = {
+            Candidate.model_validate({**c.model_dump(), **changed})
+            for c in train.selection.candidates
+        }
         candidates = sorted(candidates, key=Candidate.name)
         selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
         train = train.model_copy(update={"selection": selection})

@@ -363,6 +363,11 @@ def test_a_candidate_without_its_colour_key_is_refused_by_name():
         with_candidates({"inputs": "pca", "reg_param": 0.1})
 
 
+def test_an_embedding_candidate_with_the_colour_histogram_is_refused_with_what_to_use():
+    with pytest.raises(ValidationError, match=r"inputs: embedding, colour: true.*inputs: features"):
+        with_candidates({"inputs": "embedding", "colour": True, "reg_param": 0.001})
+
+
 def rows_of_models(spark, *models: tuple[str | None, str, str]):
     """Two feature-table rows for each (weights checksum, engine, framing)."""
     rows = [
