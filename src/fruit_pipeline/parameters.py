@@ -92,12 +92,14 @@ class Candidate(Settings):
 
     @model_validator(mode="after")
     def _colour_standardized(self) -> "Candidate":
-        # On their own scale the histogram's rare bins (variances near 0) weigh the L2 penalty
-        # up by 1/variance: on the 95-class subset the fit stopped at max_iter, 0.10 right.
+        # Spark fits in standardized space: on their own scale the histogram's rare bins (variances
+        # near 0) weigh the L2 penalty up by 1/variance. On the 95-class subset the fit stopped at
+        # max_iter with 0.10 of the validation images right.
         if self.inputs == "embedding" and self.colour:
             raise ValueError(
                 "train.selection candidate {inputs: embedding, colour: true}: the colour "
-                "histogram cannot be learnt on its own scale (its rare bins make the fit diverge); "
+                "histogram cannot be learnt on its own scale (its rare bins keep the fit from "
+                "converging); "
                 "use `inputs: features` with the histogram, or `colour: false`."
             )
         return self

