@@ -99,8 +99,7 @@ class Candidate(Settings):
             raise ValueError(
                 "train.selection candidate {inputs: embedding, colour: true}: the colour "
                 "histogram cannot be learnt on its own scale (its rare bins keep the fit from "
-                "converging); "
-                "use `inputs: features` with the histogram, or `colour: false`."
+                "converging); use `inputs: features` with the histogram, or `colour: false`."
             )
         return self
 
