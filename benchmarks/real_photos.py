@@ -8,10 +8,13 @@ calibration and "not sure" threshold, on some sources; then it names the photos 
 real source whose fruit the option's training set has, and prints per source: the share right
 (a "not sure" counts as not right), the share answered and the accuracy of the answers. For the
 options that train on studio frames, the same model's accuracy on the studio test images too;
-the candidate the selection chose.
+the candidate the selection chose, its temperature and "not sure" threshold. With
+--real-validates, an option of two sources takes every photo of its real one as validation
+images (`train.selection.validation_source`).
 
     python benchmarks/real_photos.py                    # every image
     python benchmarks/real_photos.py --every 2          # every 2nd image of each folder
+    python benchmarks/real_photos.py --real-validates --answer-precision 0.95
 """
 
 import argparse
@@ -203,6 +206,17 @@ def arguments() -> argparse.Namespace:
         "--without-colour", action="store_true", help="the candidates without the colour histogram"
     )
     parser.add_argument(
+        "--real-validates",
+        action="store_true",
+        help="options of two sources: every photo of the real one is a validation image "
+        "(train.selection.validation_source)",
+    )
+    parser.add_argument(
+        "--answer-precision",
+        type=float,
+        help="the threshold: this accuracy of the validation answers (default: as configured)",
+    )
+    parser.add_argument(
         "--inputs",
         choices=INPUTS,
         help="the candidates' inputs, all of them (default: as configured)",
@@ -229,10 +243,18 @@ def main() -> None:
         candidates = sorted(candidates, key=Candidate.name)
         selection = train.selection.model_copy(update={"candidates": tuple(candidates)})
         train = train.model_copy(update={"selection": selection})
+    if args.answer_precision is not None:
+        train = train.model_copy(update={"answer_precision": args.answer_precision})
     print(
         f"engine: {args.engine}; framing: {framing}; multi-crop: {args.multi_crop}; "
         f"views: {augment.name()}; "
-        f"candidates: {[c.name() for c in train.selection.candidates]}"
+        f"candidates: {[c.name() for c in train.selection.candidates]}; "
+        + (
+            f"threshold: validation answers right {train.answer_precision}"
+            if train.answer_precision is not None
+            else f"threshold: keeps {train.keep_correct} of the right validation answers"
+        )
+        + ("; the real source validates" if args.real_validates else "")
     )
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
     spark = start_spark(dict(config["spark"]))
@@ -259,16 +281,24 @@ def main() -> None:
         for source, source_rows in rows.items()
     }
     print(
-        f"{'trained on':<17} | {'held out':<8} | {'images':>6} | {'right':>5} | "
-        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy | chosen"
+        f"{'trained on':<36} | {'held out':<8} | {'images':>6} | {'right':>5} | "
+        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy | "
+        "chosen; temperature, threshold"
     )
-    for option, sources in OPTIONS.items():
+    for name, sources in OPTIONS.items():
+        option = name
         training = frames[sources[0]]
         for source in sources[1:]:
             training = training.unionByName(frames[source])
-        split = assign_split(training, train).persist()
-        selection = select_classifier(split, train)
-        classifier, _ = train_classifier(split, selection, train)
+        settings = train
+        if args.real_validates and len(sources) == 2:
+            validating = Path(SOURCES[sources[-1]]).name
+            selection = train.selection.model_copy(update={"validation_source": validating})
+            settings = train.model_copy(update={"selection": selection})
+            option = f"{name} ({sources[-1]} validates)"
+        split = assign_split(training, settings).persist()
+        selection = select_classifier(split, settings)
+        classifier, _ = train_classifier(split, selection, settings)
         fruits = {row[0] for row in training.select("label").distinct().collect()}
         studio = "-"
         if "studio" in sources:
@@ -282,9 +312,10 @@ def main() -> None:
             photos = as_vectors(without_views(held))
             result = named(score(classifier, photos), selection)
             print(
-                f"{option:<17} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
+                f"{option:<36} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
                 f"{result['answered']:>8.3f} | {result['accuracy_answered']:>19.3f} | {studio} | "
-                f"{selection['chosen']['name']}"
+                f"{selection['chosen']['name']}; T {selection['temperature']:.2f}, "
+                f"threshold {selection['unknown_threshold']:.3f}"
             )
         split.unpersist()
 

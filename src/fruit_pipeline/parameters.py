@@ -112,6 +112,9 @@ class SelectionSettings(Settings):
     """`train.selection`: the candidates, scored on validation images, and their fitting."""
 
     validation_ratio: float = Field(gt=0, lt=1)
+    # The source whose images are the validation images (then no image of it is fitted on or
+    # tested), or None: validation images drawn from every source's training images.
+    validation_source: str | None = Field(min_length=1)
     candidates: tuple[Candidate, ...] = Field(min_length=1)
     max_iter: int = Field(gt=0)
     tol: float = Field(gt=0)
@@ -138,7 +141,8 @@ class TrainSettings(Settings):
     variance_threshold: float = Field(gt=0, le=1)
     max_components: int = Field(gt=0)
     selection: SelectionSettings
-    keep_correct: float = Field(gt=0, le=1)  # share of right answers kept above the threshold
+    keep_correct: float = Field(gt=0, le=1)  # share of right answers kept above the threshold...
+    answer_precision: float | None = Field(gt=0, le=1)  # ...or, if set, the answers' accuracy
 
 
 class PredictSettings(Settings):

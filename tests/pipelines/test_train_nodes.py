@@ -22,6 +22,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     identify_feature_model,
     name_fruits,
     plot_confusion_matrix,
+    precision_threshold,
     score,
     select_classifier,
     train_classifier,
@@ -39,6 +40,7 @@ PARAMETERS = {
     "max_components": 50,
     "selection": {
         "validation_ratio": 0.25,
+        "validation_source": None,
         "candidates": [
             {"inputs": "pca", "colour": False, "reg_param": 0.01},
             {"inputs": "features", "colour": False, "reg_param": 0.01},
@@ -50,6 +52,7 @@ PARAMETERS = {
         "calibration_min_errors": 5,
     },
     "keep_correct": 0.99,
+    "answer_precision": None,
 }
 TRAIN = TrainSettings.model_validate(PARAMETERS)
 
@@ -546,3 +549,80 @@ def test_the_metrics_are_given_for_each_source(spark):
 
 
 FRUIT_NAMES_OF_CLUSTERS = FruitNames.model_validate({"kiwi": [], "lemon": [], "plum": []})
+
+
+def with_a_second_source(spark):
+    """The clustered images, 10 training images of each class moved to a source of their own
+    (`shop`, with no split folder); named, at the fruit level."""
+    features = clustered_features(spark).withColumn(
+        "path",
+        F.when(
+            F.regexp_extract("path", r"/Training/\w+/(\d+)\.jpg$", 1).cast("int") >= 20,
+            F.regexp_replace("path", "^file:/images/Training/", "file:/photos/shop/"),
+        ).otherwise(F.col("path")),
+    )
+    return name_fruits(features, FRUIT_NAMES_OF_CLUSTERS, TRAIN)
+
+
+def test_a_validation_source_chooses_and_sets_the_threshold_and_is_fitted_only_in_the_refit(spark):
+    settings = with_candidates(
+        {"inputs": "features", "colour": False, "reg_param": 0.01},
+        {"inputs": "features", "colour": False, "reg_param": 0.1},
+        validation_source="shop",
+    ).model_copy(update={"answer_precision": 0.95})
+    split_features = assign_split(with_a_second_source(spark), settings)
+    sides = {
+        (row["source"], row["split"]): row["count"]
+        for row in split_features.groupBy("source", "split").count().collect()
+    }
+    # Every shop photo validates; the Fruits-360 layout keeps its folders, with no validation.
+    assert sides == {("shop", "validation"): 30, ("images", "train"): 60, ("images", "test"): 30}
+    selection = select_classifier(split_features, settings)
+    assert selection["validation_images"] == 30
+    assert selection["validation_source"] == "shop"
+    assert selection["unknown_rule"]["answer_precision"] == 0.95
+    assert selection["unknown_rule"]["precision_reached"]
+    classifier, inputs = train_classifier(split_features, selection, settings)
+    assert inputs["train_images"] == 90
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection)
+    assert metrics["test_images"] == 30
+    assert set(metrics["per_source"]) == {"images"}
+    assert metrics["unknown_answer"]["chosen_on"] == "validation images (source shop)"
+    assert metrics["unknown_answer"]["answer_precision"] == 0.95
+    assert metrics["calibration"]["fitted_on"] == "validation images (source shop)"
+
+
+def test_a_validation_source_the_images_do_not_have_is_refused_with_theirs(spark):
+    settings = with_candidates(*PARAMETERS["selection"]["candidates"], validation_source="market")
+    message = r"'market' is not a source of the images: they come from \['images', 'shop'\]"
+    with pytest.raises(ValueError, match=message):
+        assign_split(with_a_second_source(spark), settings)
+
+
+def test_a_validation_source_that_is_the_only_one_is_refused(spark):
+    settings = with_candidates(*PARAMETERS["selection"]["candidates"], validation_source="images")
+    only_studio = name_fruits(clustered_features(spark), FRUIT_NAMES_OF_CLUSTERS, TRAIN)
+    with pytest.raises(ValueError, match="'images' is the images' only source: nothing would"):
+        assign_split(only_studio, settings)
+
+
+def test_the_precision_threshold_answers_the_most_images_whose_answers_reach_it():
+    top = np.array([0.99, 0.95, 0.9, 0.8, 0.6, 0.5])
+    correct = np.array([True, True, False, True, False, True])
+    # The answers above each top probability are right 1, 1, 2/3, 3/4, 3/5, 4/6 of the time.
+    reaching = precision_threshold(top, correct, precision=0.75)
+    assert (reaching["threshold"], reaching["precision_reached"]) == (0.8, True)
+    assert reaching["answered_share"] == pytest.approx(4 / 6)
+    assert reaching["answered_accuracy"] == 0.75
+    assert precision_threshold(top, correct, precision=0.9)["threshold"] == 0.95
+    assert precision_threshold(top[::-1], correct[::-1], precision=0.9)["threshold"] == 0.95
+
+
+def test_equal_top_probabilities_are_answered_together_and_an_unreached_precision_says_so():
+    top = np.array([0.9, 0.9, 0.8])
+    correct = np.array([True, False, True])
+    # Cutting between the two 0.9s is not a threshold: 1/2 above 0.9, 2/3 above 0.8.
+    assert precision_threshold(top, correct, precision=0.6)["threshold"] == 0.8
+    best = precision_threshold(top, correct, precision=0.9)
+    assert (best["threshold"], best["precision_reached"]) == (0.8, False)
+    assert best["answered_accuracy"] == pytest.approx(2 / 3)

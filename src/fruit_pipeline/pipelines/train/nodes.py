@@ -89,13 +89,19 @@ def name_fruits(
 
 
 def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
-    """Add `split`: test from the data set's folders (else seeded), validation carved from train."""
+    """Add `split`: test from the data set's folders (else seeded), validation carved from train
+    (or every image of `train.selection.validation_source`)."""
+    held_out = train.selection.validation_source
+    rest = image_features
+    if held_out is not None:
+        rest = image_features.where(F.col(IMAGE_SOURCE) != held_out)
+        check_validation_source(image_features, held_out)
     split_folder = F.regexp_extract("path", SPLIT_FOLDER, 1)
     folders = train.split_folders
     from_folders = F.when(split_folder == folders.train, TRAIN).when(
         split_folder == folders.test, TEST
     )
-    sides = {row[0] for row in image_features.select(from_folders).distinct().collect()}
+    sides = {row[0] for row in rest.select(from_folders).distinct().collect()}
     if sides == {TRAIN, TEST}:
         split = from_folders
     else:
@@ -108,11 +114,28 @@ def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
             100 * train.train_ratio,
         )
         split = F.when(_draw(train.seed) < train.train_ratio, TRAIN).otherwise(TEST)
-    # Another draw (seed + 1) sets the validation images apart, inside the training side.
-    validation = _draw(train.seed + 1) < train.selection.validation_ratio
-    return image_features.withColumn(
-        SPLIT, F.when((split == TRAIN) & validation, VALIDATION).otherwise(split)
-    )
+    if held_out is None:
+        # Another draw (seed + 1) sets the validation images apart, inside the training side.
+        validation = (split == TRAIN) & (_draw(train.seed + 1) < train.selection.validation_ratio)
+    else:
+        validation = F.col(IMAGE_SOURCE) == held_out
+    return image_features.withColumn(SPLIT, F.when(validation, VALIDATION).otherwise(split))
+
+
+def check_validation_source(image_features: DataFrame, held_out: str) -> None:
+    """Refuse a validation source that has no images, or that leaves no other to fit on."""
+    sources = sorted(row[0] for row in image_features.select(IMAGE_SOURCE).distinct().collect())
+    if held_out not in sources:
+        raise ValueError(
+            f"train.selection.validation_source {held_out!r} is not a source of the images: "
+            f"they come from {sources}."
+        )
+    if len(sources) == 1:
+        raise ValueError(
+            f"train.selection.validation_source {held_out!r} is the images' only source: "
+            "nothing would be left to fit the candidates on. Add images of another source or "
+            "set it to null."
+        )
 
 
 def _draw(seed: int) -> Column:
@@ -169,9 +192,11 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
     fitted = errors >= selection.calibration_min_errors
     temperature = fit_temperature(chosen.margins, chosen.labels) if fitted else 1.0
     calibrated = softmax(chosen.margins, temperature)
-    unknown = unknown_threshold(
-        calibrated.max(axis=1), chosen.predicted == chosen.labels, train.keep_correct
-    )
+    top, correct = calibrated.max(axis=1), chosen.predicted == chosen.labels
+    if train.answer_precision is None:
+        unknown = unknown_threshold(top, correct, train.keep_correct)
+    else:
+        unknown = precision_threshold(top, correct, train.answer_precision)
     return {
         "candidates": candidates,
         "chosen": {"name": best["name"], **chosen_candidate.model_dump()},
@@ -180,8 +205,9 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
         "temperature": temperature,
         "temperature_fitted": fitted,
         "validation_log_loss_calibrated": log_loss(chosen.margins, chosen.labels, temperature),
+        "validation_source": selection.validation_source,
         "unknown_threshold": unknown["threshold"],
-        "keep_correct": train.keep_correct,
+        "unknown_rule": unknown,
     }
 
 
@@ -345,6 +371,8 @@ def evaluate_classifier(
     true_probability = true_label_probability(calibrated, scored.labels)
     correct = scored.predicted == scored.labels
     answered = calibrated.max(axis=1) >= classifier_selection["unknown_threshold"]
+    source = classifier_selection["validation_source"]
+    chosen_on = "validation images" + (f" (source {source})" if source else "")
     return {
         **classification_metrics(counts),
         "log_loss": log_loss(scored.margins, scored.labels, temperature),
@@ -352,7 +380,7 @@ def evaluate_classifier(
         "mean_true_label_probability": float(true_probability.mean()),
         "calibration": {
             "temperature": temperature,
-            "fitted_on": "validation images",
+            "fitted_on": chosen_on,
             **reliability(calibrated, scored.labels),
             "expected_calibration_error_uncalibrated": reliability(raw, scored.labels)[
                 "expected_calibration_error"
@@ -360,7 +388,12 @@ def evaluate_classifier(
         },
         "unknown_answer": {
             "threshold": classifier_selection["unknown_threshold"],
-            "chosen_on": "validation images",
+            "chosen_on": chosen_on,
+            **{
+                key: value
+                for key, value in classifier_selection["unknown_rule"].items()
+                if key in UNKNOWN_RULE
+            },
             "answered_share": float(answered.mean()),
             "answered_accuracy": float(correct[answered].mean()) if answered.any() else None,
         },
@@ -376,6 +409,10 @@ def evaluate_classifier(
         "constant_features_dropped": classifier_inputs.get("constant_features_dropped"),
         "converged": classifier_inputs["converged"],
     }
+
+
+# What the "not sure" threshold was chosen for.
+UNKNOWN_RULE = ("keep_correct", "answer_precision", "precision_reached")
 
 
 def per_source(sources: list[str], correct: np.ndarray, answered: np.ndarray) -> dict[str, Any]:
@@ -406,6 +443,43 @@ def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float)
     return {
         "threshold": threshold,
         "keep_correct": keep_correct,
+        "images": len(top),
+        "answered_share": float(answered.mean()),
+        "answered_accuracy": float(correct[answered].mean()),
+        "accuracy_without_threshold": float(correct.mean()),
+    }
+
+
+def precision_threshold(top: np.ndarray, correct: np.ndarray, precision: float) -> dict[str, Any]:
+    """The lowest top probability above which the answers are right `precision` of the time (if
+    none is, the one whose answers are right most often)."""
+    order = np.argsort(-top, kind="stable")
+    ranked_top, ranked_correct = top[order], correct[order]
+    accuracy = np.cumsum(ranked_correct) / np.arange(1, len(top) + 1)
+    # A threshold answers every image whose top probability reaches it: only the last of
+    # equal probabilities is a place to cut.
+    cuts = np.append(ranked_top[1:] != ranked_top[:-1], True)
+    reaching = np.flatnonzero(cuts & (accuracy >= precision))
+    reached = bool(len(reaching))
+    if reached:
+        last = reaching[-1]
+    else:
+        at_cuts = np.flatnonzero(cuts)
+        last = at_cuts[np.flatnonzero(accuracy[at_cuts] == accuracy[at_cuts].max())[-1]]
+        logger.warning(
+            "No threshold gives validation answers right %.3f of the time: the best, %.3f, "
+            "answers %d of %d images.",
+            precision,
+            accuracy[last],
+            last + 1,
+            len(top),
+        )
+    threshold = float(ranked_top[last])
+    answered = top >= threshold
+    return {
+        "threshold": threshold,
+        "answer_precision": precision,
+        "precision_reached": reached,
         "images": len(top),
         "answered_share": float(answered.mean()),
         "answered_accuracy": float(correct[answered].mean()),
