@@ -429,7 +429,8 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
 
 
 def _unready_subnet(undo: str) -> str:
-    """A ready subnet with one thing undone: the subnet's tag, the VPC's tag or the S3 route."""
+    """A ready subnet with one thing undone: the subnet's tag, the VPC's tag, the S3 or the KMS
+    endpoint."""
     ec2 = boto3.client("ec2", region_name=REGION)
     subnet_id = emr_ready_subnet(REGION)
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
@@ -439,10 +440,15 @@ def _unready_subnet(undo: str) -> str:
     elif undo == "VPC tag":
         ec2.delete_tags(Resources=[subnet["VpcId"]], Tags=tag)
     else:
+        service = f"com.amazonaws.{REGION}.{undo.removesuffix(' route').lower()}"
         endpoints = ec2.describe_vpc_endpoints(
-            Filters=[{"Name": "vpc-id", "Values": [subnet["VpcId"]]}]
+            Filters=[
+                {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+                {"Name": "service-name", "Values": [service]},
+            ]
         )["VpcEndpoints"]
-        ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"] for e in endpoints])
+        assert len(endpoints) == 1
+        ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoints[0]["VpcEndpointId"]])
     return subnet_id
 
 
@@ -452,9 +458,10 @@ def _unready_subnet(undo: str) -> str:
         ("subnet tag", r"subnet subnet-\w+ is not tagged for EMR's managed policy.*create-tags"),
         ("VPC tag", r"VPC vpc-\w+ is not tagged for EMR's managed policy.*create-tags"),
         ("S3 route", r"no route to S3.*create-vpc-endpoint --vpc-id vpc-\w+ --service-name "),
+        ("KMS route", r"no route to KMS.*--service-name com\.amazonaws\.eu-\w+-\d\.kms "),
     ],
 )
-def test_create_cluster_refuses_a_subnet_emr_or_s3_cannot_use(deployment, undo, refusal):
+def test_create_cluster_refuses_a_subnet_emr_s3_or_kms_cannot_use(deployment, undo, refusal):
     sent = []
     unready = Deployment(replace(deployment.settings, subnet_id=_unready_subnet(undo)))
     unready.emr.meta.events.register(

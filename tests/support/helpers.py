@@ -177,7 +177,8 @@ def moto_server(region: str, recording: Path | None = None) -> Iterator[dict[str
 
 def emr_ready_subnet(region: str) -> str:
     """A subnet EMR's managed policy launches into: it and its VPC tagged, an S3 gateway endpoint
-    on its route table (the VPC's main one), made with the AWS API the environment points at."""
+    on its route table (the VPC's main one) and a KMS interface endpoint with private DNS, made
+    with the AWS API the environment points at."""
     import boto3  # noqa: PLC0415
 
     from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG  # noqa: PLC0415
@@ -198,6 +199,13 @@ def emr_ready_subnet(region: str) -> str:
         ServiceName=f"com.amazonaws.{region}.s3",
         VpcEndpointType="Gateway",
         RouteTableIds=[main_table["RouteTableId"]],
+    )
+    ec2.create_vpc_endpoint(
+        VpcId=vpc_id,
+        ServiceName=f"com.amazonaws.{region}.kms",
+        VpcEndpointType="Interface",
+        SubnetIds=[subnet_id],
+        PrivateDnsEnabled=True,
     )
     return subnet_id
 

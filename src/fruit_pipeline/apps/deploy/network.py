@@ -5,8 +5,10 @@ default security groups in a VPC, only when they carry the tag
 for-use-with-amazon-emr-managed-policies=true. The nodes have no internet (private subnets): they
 reach the bucket, EMR's own log and repository buckets and Amazon Linux' repositories through a
 route to S3, an S3 gateway endpoint on the subnet's route table (or a default route through a NAT
-or internet gateway). A cluster that lacks either fails minutes after it was asked for; this
-says why first.
+or internet gateway). The clusters' security configuration encrypts the nodes' local disks with
+the stack's KMS key, which each node asks KMS for when it starts: the VPC needs a KMS interface
+endpoint with private DNS (or that default route). A cluster that lacks any of these fails
+minutes after it was asked for; this says why first.
 """
 
 from typing import Any
@@ -19,7 +21,8 @@ class NetworkNotReady(ValueError):
 
 
 def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
-    """Refuse a missing or untagged subnet, an untagged VPC, or a subnet with no route to S3."""
+    """Refuse a missing or untagged subnet, an untagged VPC, or a subnet with no route to S3 or
+    to KMS."""
     if not subnet_id:
         raise NetworkNotReady(
             "conf/emr/deploy.yml: subnet_id is not set. Set it to a private subnet of the region "
@@ -50,6 +53,15 @@ def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
             f"create-vpc-endpoint --vpc-id {vpc_id} --service-name com.amazonaws.{region}.s3 "
             f"--route-table-ids {' '.join(t['RouteTableId'] for t in tables)}`."
         )
+    if not (_has_kms_endpoint(ec2, vpc_id, region) or _has_default_route(tables)):
+        raise NetworkNotReady(
+            f"subnet {subnet_id} has no route to KMS: the nodes could not get the keys of their "
+            "encrypted local disks (the stack's security configuration) and would not start. "
+            "Add a KMS interface endpoint with private DNS, in a security group that allows "
+            f"HTTPS from the subnet: `aws ec2 create-vpc-endpoint --vpc-endpoint-type Interface "
+            f"--vpc-id {vpc_id} --service-name com.amazonaws.{region}.kms --subnet-ids "
+            f"{subnet_id} --security-group-ids <group> --private-dns-enabled`."
+        )
 
 
 def _route_tables(ec2: Any, subnet_id: str, vpc_id: str) -> list[dict[str, Any]]:
@@ -76,6 +88,22 @@ def _has_s3_endpoint(ec2: Any, vpc_id: str, region: str, tables: list[dict[str, 
         endpoint.get("VpcEndpointType") == "Gateway"
         and endpoint.get("State") == "available"
         and wanted & set(endpoint.get("RouteTableIds", []))
+        for endpoint in endpoints
+    )
+
+
+def _has_kms_endpoint(ec2: Any, vpc_id: str, region: str) -> bool:
+    # With private DNS, KMS' own name resolves to the endpoint from every subnet of the VPC.
+    endpoints = ec2.describe_vpc_endpoints(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "service-name", "Values": [f"com.amazonaws.{region}.kms"]},
+        ]
+    )["VpcEndpoints"]
+    return any(
+        endpoint.get("VpcEndpointType") == "Interface"
+        and endpoint.get("State") == "available"
+        and endpoint.get("PrivateDnsEnabled")
         for endpoint in endpoints
     )
 
