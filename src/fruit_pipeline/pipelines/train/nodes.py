@@ -439,15 +439,7 @@ def unknown_threshold(top: np.ndarray, correct: np.ndarray, keep_correct: float)
     if not len(correct_tops):
         raise ValueError("No image is classified correctly: no threshold can be chosen.")
     threshold = float(correct_tops[max(math.ceil(keep_correct * len(correct_tops)) - 1, 0)])
-    answered = top >= threshold
-    return {
-        "threshold": threshold,
-        "keep_correct": keep_correct,
-        "images": len(top),
-        "answered_share": float(answered.mean()),
-        "answered_accuracy": float(correct[answered].mean()),
-        "accuracy_without_threshold": float(correct.mean()),
-    }
+    return threshold_report(threshold, top, correct, keep_correct=keep_correct)
 
 
 def precision_threshold(top: np.ndarray, correct: np.ndarray, precision: float) -> dict[str, Any]:
@@ -474,12 +466,23 @@ def precision_threshold(top: np.ndarray, correct: np.ndarray, precision: float) 
             last + 1,
             len(top),
         )
-    threshold = float(ranked_top[last])
+    return threshold_report(
+        float(ranked_top[last]),
+        top,
+        correct,
+        answer_precision=precision,
+        precision_reached=reached,
+    )
+
+
+def threshold_report(
+    threshold: float, top: np.ndarray, correct: np.ndarray, **rule: float | bool
+) -> dict[str, Any]:
+    """A threshold, the rule that chose it, and what it does to the validation answers."""
     answered = top >= threshold
     return {
         "threshold": threshold,
-        "answer_precision": precision,
-        "precision_reached": reached,
+        **rule,
         "images": len(top),
         "answered_share": float(answered.mean()),
         "answered_accuracy": float(correct[answered].mean()),
