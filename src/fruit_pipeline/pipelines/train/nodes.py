@@ -94,8 +94,8 @@ def assign_split(image_features: DataFrame, train: TrainSettings) -> DataFrame:
     held_out = train.selection.validation_source
     rest = image_features
     if held_out is not None:
-        rest = image_features.where(F.col(IMAGE_SOURCE) != held_out)
         check_validation_source(image_features, held_out)
+        rest = image_features.where(F.col(IMAGE_SOURCE) != held_out)
     split_folder = F.regexp_extract("path", SPLIT_FOLDER, 1)
     folders = train.split_folders
     from_folders = F.when(split_folder == folders.train, TRAIN).when(
