@@ -12,7 +12,9 @@ prints wall time, test accuracy and PCA k of each run.
 each (`--params "" train.selection.tol=1e-6`: the project's settings, then Spark's default
 tolerance), so settings are compared in one run of the benchmark. `--grids` does the same for
 candidate grids, which runtime parameters cannot carry (a list): each YAML list is written to a
-Kedro environment of the scratch project and run with `--env`, after the `--params` runs.
+Kedro environment of the scratch project and run with `--env`, after the `--params` runs. With
+neither, one run has the project's settings; with `--grids` alone, only the grids run (add
+`--params ""` to time the project's settings beside them).
 `--blas-threads 1 2` runs each of those with that many native BLAS threads a task instead of
 the project's setting:
 
@@ -143,7 +145,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, required=True, help="a project that ran featurize")
     parser.add_argument("--sizes", type=int, nargs="+", default=[0], help="0: as they are")
     parser.add_argument("--blas", choices=("both", "native", "pure"), default="both")
-    parser.add_argument("--params", nargs="+", default=[""], help="runtime parameters, a run each")
+    parser.add_argument("--params", nargs="+", help="runtime parameters, a run each")
     parser.add_argument("--grids", nargs="+", default=[], help="YAML candidate lists, a run each")
     parser.add_argument(
         "--blas-threads",
@@ -170,7 +172,8 @@ def main() -> None:
             if native and args.blas in ("both", "native"):
                 environments.append(env)
             # (what the row says, runtime parameters, Kedro environment)
-            runs = [(params or "-", params, None) for params in args.params]
+            plain = args.params if args.params is not None else ([] if args.grids else [""])
+            runs = [(params or "-", params, None) for params in plain]
             runs += [
                 (f"grid {index}", "", grid_environment(project, index, grid))
                 for index, grid in enumerate(args.grids)

@@ -23,15 +23,14 @@ from fruit_pipeline.apps.deploy.commands import Deployment, main
 from fruit_pipeline.apps.deploy.settings import load_settings
 from tests.support.helpers import (
     AWS_CLI,
-    EMR_DELTA_PACKAGE,
     EMR_SPARK_VERSION,
     PROJECT_ROOT,
     SAMPLE,
     TEST1,
     WEIGHTS_FILE,
+    emr_class_path,
     emr_ready_subnet,
     emr_spark_home,
-    hadoop_aws_package,
     java_home,
     moto_server,
     s3a_settings,
@@ -219,14 +218,16 @@ def step_run(operator, node, test1_images, tmp_path_factory):
     work = tmp_path_factory.mktemp("standalone")
     events = work / "events"
     events.mkdir()
+    class_path = ":".join(str(jar) for jar in emr_class_path())
     defaults = {
         # EMR's spark-defaults.conf: its master, Java options, event log and Delta Lake.
         "spark.driver.extraJavaOptions": NODE_JAVA_OPTIONS,
         "spark.executor.extraJavaOptions": NODE_JAVA_OPTIONS,
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": f"file://{events}",
-        "spark.jars.packages": f"{EMR_DELTA_PACKAGE},{hadoop_aws_package()}",
-        "spark.jars.ivy": str(Path.home() / ".ivy2"),
+        # Jars on the class path of every JVM, as EMR's own are: nothing resolved or shipped.
+        "spark.driver.extraClassPath": class_path,
+        "spark.executor.extraClassPath": class_path,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         # EMRFS's place: S3A, with the credentials the instance profile stands for.

@@ -256,6 +256,35 @@ def fetch_jvm_packages() -> None:
 # What EMR 7.13.0 runs (its release notes): Spark 3.5.6 and Delta Lake 3.3.2.
 EMR_SPARK_VERSION = "3.5.6"
 EMR_DELTA_PACKAGE = "io.delta:delta-spark_2.12:3.3.2"
+IVY_JARS = Path.home() / ".ivy2" / "jars"
+
+
+def emr_class_path() -> list[Path]:
+    """The jars EMR puts on every node's class path instead of resolving packages: its Delta
+    Lake and, standing in for EMRFS, Hadoop's S3A; taken from the Ivy cache that
+    `fetch_jvm_packages` filled (files named `<group>_<artifact>-<version>.jar`)."""
+    delta_group, delta_artifact, delta_version = EMR_DELTA_PACKAGE.split(":")
+    s3a_group, s3a_artifact, s3a_version = hadoop_aws_package().split(":")
+    patterns = (
+        f"{delta_group}_{delta_artifact}-{delta_version}.jar",
+        f"{delta_group}_delta-storage-{delta_version}.jar",
+        "org.antlr_antlr4-runtime-*.jar",
+        f"{s3a_group}_{s3a_artifact}-{s3a_version}.jar",
+        "com.amazonaws_aws-java-sdk-bundle-*.jar",
+        "org.wildfly.openssl_wildfly-openssl-*.jar",
+    )
+    jars = []
+    for pattern in patterns:
+        found = sorted(IVY_JARS.glob(pattern))
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f"{IVY_JARS} holds {len(found)} jars named {pattern}, not one: run "
+                "tests.support.helpers.fetch_jvm_packages() (CI does)."
+            )
+        jars += found
+    return jars
+
+
 # The AWS CLI of the bootstrap action (EMR's nodes have their own; this one comes from PyPI).
 AWS_CLI = "awscli==1.46.3"
 DOWNLOADS = Path.home() / ".cache" / "fruit_pipeline_tests"
