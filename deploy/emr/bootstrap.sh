@@ -9,9 +9,8 @@
 #   - python3.11 from the distribution's own repository, if missing;
 #   - the virtual environment under <node home>, readable by every user (YARN runs executors as
 #     another user), with the project wheel and its pinned dependencies from the wheelhouse
-#     staged by `fruit-deploy package` (never pyspark: EMR's own Spark serves); TensorFlow, Keras
-#     and tf2onnx (the keras extra) on the primary node only, where the featurize driver converts
-#     the weights to ONNX;
+#     staged by `fruit-deploy package` (never pyspark: EMR's own Spark serves; never TensorFlow:
+#     `package` converted the weights to ONNX, which the featurize driver reads from the bucket);
 #   - then deletes the staged wheelhouse, which the root volume need not keep;
 #   - the staged weights into the Keras cache of the step, under <node home>;
 #   - on the primary node, the project folder of `kedro run --env=emr`: pyproject.toml, conf/,
@@ -74,13 +73,7 @@ install=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-i
   --find-links "$staging/${staged[wheelhouse]}" -c "$staging/${staged[constraints]}")
 log "installing the project wheel and its pinned dependencies from the wheelhouse"
 "${install[@]}" --force-reinstall --no-deps "$wheel"
-# The executors' Python workers need the base install only (pyspark is EMR's own); the keras
-# extra is for the featurize driver, on the primary node.
-if [[ "$primary" == true ]]; then
-  "${install[@]}" "${wheel}[keras]"
-else
-  "${install[@]}" "$wheel"
-fi
+"${install[@]}" "$wheel"
 # Delta Lake's Python API for the features table, over EMR's own Delta jars (delta-defaults).
 "${install[@]}" --no-deps delta-spark
 rm -rf "${staging:?}/${staged[wheelhouse]:?}"

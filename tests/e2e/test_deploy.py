@@ -359,14 +359,26 @@ def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
     wheelhouse = {
         key.removeprefix(f"{deploy}/wheelhouse/") for key in keys if "/wheelhouse/" in key
     }
-    # The nodes' wheels: CPython 3.11 on x86_64 Linux, source-only releases built into wheels,
-    # and never pyspark (EMR's own serves).
-    assert any(
-        name.startswith("tensorflow_cpu-2.21.0-cp311-cp311-manylinux") for name in wheelhouse
-    )
+    # The nodes' wheels: CPython 3.11 on x86_64 Linux, source-only releases built into wheels;
+    # never pyspark (EMR's own serves) nor the keras extra (the weights come converted).
+    assert any(name.startswith("onnxruntime-1.") and "cp311" in name for name in wheelhouse)
     assert {"hdfs-2.7.3-py3-none-any.whl", "delta_spark-3.3.2-py3-none-any.whl"} <= wheelhouse
     assert "fruit_pipeline-0.1.0-py3-none-any.whl" in wheelhouse
-    assert not any(name.startswith("pyspark") for name in wheelhouse)
+    unwanted = ("pyspark", "tensorflow", "keras", "tf2onnx")
+    assert not [name for name in wheelhouse if name.startswith(unwanted)]
+    # The weights' ONNX model, in the model cache the cluster's featurize reads.
+    cache = settings.key(settings.model_cache)
+    assert cache == f"{settings.prefix}/data/06_models/feature_model_cache"
+    checksum = feature_model.weights_sha256(str(weights_file))
+    (converted,) = (
+        key
+        for key in keys
+        if feature_model.is_conversion_of(key.removeprefix(f"{cache}/"), checksum)
+    )
+    assert converted.startswith(f"{cache}/")
+    assert (
+        boto3.client("s3").head_object(Bucket=settings.bucket, Key=converted)["ContentLength"] > 1e6
+    )
     assert all(name.endswith(".whl") for name in wheelhouse)
     assert {
         f"{deploy}/fruit_pipeline-0.1.0-py3-none-any.whl",
@@ -386,6 +398,40 @@ def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
         assert f"{deploy}/{staged[role]}" in keys
     assert any(key.startswith(f"{deploy}/{staged['wheelhouse']}/") for key in keys)
     assert f"{deploy}/{staged['models']}/{weights_file.name}" in keys
+
+
+@pytest.mark.usefixtures("deployment")
+def test_package_refuses_a_model_cache_with_another_conversion_of_the_weights(
+    settings, weights_file, packaged_project, monkeypatch, caplog
+):
+    monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", settings.bucket)
+    checksum = feature_model.weights_sha256(str(weights_file))
+    # What another Keras or tf2onnx version would have cached: the nodes could not tell which.
+    other = f"mobilenet_v2_features-{checksum[:16]}-{'0' * 16}.onnx"
+    assert feature_model.is_conversion_of(other, checksum)
+    cache = settings.key(settings.model_cache)
+    boto3.client("s3").put_object(Bucket=settings.bucket, Key=f"{cache}/{other}", Body=b"x")
+    arguments = ["--dist", str(packaged_project / "dist"), "--weights", str(weights_file)]
+    assert main(["--project", str(packaged_project), "package", *arguments]) == 1
+    assert f"holds other ONNX models of these weights ({other})" in caplog.text
+    assert "aws s3 rm" in caplog.text
+    # Refused before anything was staged.
+    listed = boto3.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix=settings.prefix)
+    assert [item["Key"] for item in listed["Contents"]] == [f"{cache}/{other}"]
+
+
+@pytest.mark.usefixtures("deployment")
+def test_package_says_the_weights_need_the_keras_extra_to_convert(
+    settings, weights_file, packaged_project, monkeypatch, caplog
+):
+    monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", settings.bucket)
+    monkeypatch.setattr(feature_model, "can_convert", lambda: False)
+    arguments = ["--dist", str(packaged_project / "dist"), "--weights", str(weights_file)]
+    assert main(["--project", str(packaged_project), "package", *arguments]) == 1
+    assert "pip install 'fruit_pipeline[keras]'" in caplog.text
+    missing = ["--dist", str(packaged_project / "dist"), "--weights", "no/such.h5"]
+    assert main(["--project", str(packaged_project), "package", *missing]) == 1
+    assert "package --weights no/such.h5: no such file" in caplog.text
 
 
 def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(deployment, settings):

@@ -200,8 +200,12 @@ def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
     # Everyone may read and run it: YARN's containers run as another user.
     assert python.resolve().stat().st_mode & 0o005 == 0o005
     assert (home / "venv").stat().st_mode & 0o005 == 0o005
-    # The primary's venv has the keras extra (the featurize driver converts the weights).
-    assert list((home / "venv" / "lib").glob("python3.11/site-packages/tf2onnx"))
+    # No TensorFlow, even on the primary: the featurize driver reads the model `package`
+    # converted.
+    site_packages = home / "venv" / "lib" / "python3.11" / "site-packages"
+    assert not [
+        name for name in ("tensorflow", "keras", "tf2onnx") if (site_packages / name).exists()
+    ]
     # The staged wheelhouse does not stay on the root volume.
     assert not (home / "staging" / "wheelhouse").exists()
     # A second run (a node rebooted, an action retried) changes nothing and succeeds.

@@ -38,7 +38,14 @@ _INT8_MARK = "-int8-"
 
 def build_feature_model(weights: str | None) -> Any:
     """Pixels 0-255 -> MobileNetV2's preprocessing and network -> its 1280-d pooled layer."""
-    import keras  # noqa: PLC0415
+    try:
+        import keras  # noqa: PLC0415
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "The Keras model (featurize.engine keras, random weights, or a conversion to ONNX) "
+            "needs the keras extra, which this install lacks (a cluster's nodes have none: "
+            "use the onnxruntime engines there, with the model `fruit-deploy package` converted)."
+        ) from error
 
     classifier = keras.applications.MobileNetV2(
         weights=weights, include_top=True, input_shape=(INPUT_SIZE, INPUT_SIZE, 3)
@@ -66,7 +73,7 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
         return to_onnx(build_feature_model(None))
     checksum = weights_sha256(source)
     filesystem, folder = fsspec.core.url_to_fs(cache.rstrip("/"))
-    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tf2onnx") is None:
+    if not can_convert():
         return _converted_elsewhere(filesystem, folder, checksum, cache)
     cached = f"{folder}/{_onnx_name(checksum)}"
     if filesystem.isfile(cached):
@@ -77,6 +84,20 @@ def onnx_feature_model(source: str | None, cache: str) -> bytes:
         model = to_onnx(build_feature_model(str(path)))
     _write_once(filesystem, cached, model)
     return model
+
+
+def can_convert() -> bool:
+    """Whether this install has Keras and tf2onnx, which convert the weights to ONNX."""
+    return all(importlib.util.find_spec(name) is not None for name in ("keras", "tf2onnx"))
+
+
+def is_conversion_of(name: str, weights_checksum: str) -> bool:
+    """Whether a file name in a model cache is an FP32 ONNX conversion of those weights."""
+    return (
+        name.startswith(_onnx_prefix(weights_checksum))
+        and name.endswith(".onnx")
+        and _INT8_MARK not in name
+    )
 
 
 def int8_feature_model(
@@ -122,7 +143,7 @@ def _cached_onnx_name(
     filesystem: fsspec.AbstractFileSystem, folder: str, checksum: str, cache: str
 ) -> str:
     # The FP32 model's cached name: converted here if this install can, else the one there is.
-    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tf2onnx") is None:
+    if not can_convert():
         return os.path.basename(_converted_elsewhere_path(filesystem, folder, checksum, cache))
     return _onnx_name(checksum)
 
@@ -293,12 +314,11 @@ def _converted_elsewhere_path(
 ) -> str:
     # Without the converter (a serving install) its versions are unknown: the cache must hold
     # exactly one conversion of these weights, made where it is installed.
-    prefix = _onnx_prefix(checksum)
     found = (
         sorted(
             path
-            for path in filesystem.glob(f"{folder}/{prefix}*.onnx")
-            if _INT8_MARK not in os.path.basename(path)
+            for path in filesystem.glob(f"{folder}/{_onnx_prefix(checksum)}*.onnx")
+            if is_conversion_of(os.path.basename(path), checksum)
         )
         if filesystem.isdir(folder)
         else []
@@ -307,8 +327,9 @@ def _converted_elsewhere_path(
         raise RuntimeError(
             f"{len(found)} ONNX models of these weights in {cache} ({found}); this install has "
             "no Keras and tf2onnx to convert one. Run `kedro run --pipelines featurize` with the "
-            "same weights where they are installed (it fills that cache) and keep its one model, "
-            "or point the model cache at a folder that holds exactly one."
+            "same weights where they are installed (it fills that cache; for a cluster, "
+            "`fruit-deploy package --weights` does) and keep its one model, or point the model "
+            "cache at a folder that holds exactly one."
         )
     return found[0]
 

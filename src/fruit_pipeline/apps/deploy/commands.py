@@ -7,7 +7,8 @@ Sub-commands, in the order a user runs them from a laptop:
   upload-images   a local folder of class folders to the images location (--new: the new images
                   location, for predict), in parallel, skipping files already there, same size
   package         project wheel, configuration, pinned requirements, a wheelhouse for the nodes,
-                  the bootstrap script and the weights file to the deploy location
+                  the bootstrap script and the weights file to the deploy location, and the
+                  weights converted to ONNX to featurize's model cache (the nodes have no Keras)
   create-cluster  EMR cluster with the bootstrap action, logs in the bucket, idle auto-termination;
                   waits until it is ready, or says why it failed and where the bootstrap log is;
                   --transient --pipeline P ...: runs those steps and terminates when they end
@@ -43,7 +44,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
-from fruit_pipeline.apps.deploy import estimate, staging
+from fruit_pipeline.apps.deploy import estimate, model_cache, staging
 from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, check_subnet
 from fruit_pipeline.apps.deploy.settings import PROJECT_TAG, Settings, check_region, load_settings
 from fruit_pipeline.apps.deploy.wheelhouse import WheelhouseError, build_wheelhouse
@@ -208,13 +209,16 @@ class Deployment:
         return len(missing), len(images) - len(missing)
 
     def package(self, project: Path, dist: Path, weights: Path | None) -> list[str]:
-        """Upload the wheel, conf, pinned versions, wheelhouse, bootstrap script and weights."""
+        """Upload the wheel, conf, pinned versions, wheelhouse, bootstrap script and weights, and
+        the weights' ONNX model to the model cache."""
         wheels = sorted(dist.glob("fruit_pipeline-*.whl"))
         archives = sorted(dist.glob(staging.CONF_ARCHIVE))
         if not wheels or not archives:
             raise ValueError(f"{dist} holds no wheel or conf archive: run `kedro package` first")
         deploy = self.settings.key(self.settings.deploy_root)
         with tempfile.TemporaryDirectory() as scratch:
+            # First, as it fails without the keras extra: before minutes of wheelhouse.
+            model = {} if weights is None else self._feature_model_upload(weights, Path(scratch))
             manifest = Path(scratch) / staging.MANIFEST
             manifest.write_text(staging.manifest(wheels[-1].name))
             wheelhouse = build_wheelhouse(
@@ -229,7 +233,7 @@ class Deployment:
                 staging.BOOTSTRAP: project / BOOTSTRAP_SCRIPT,
                 **{f"{staging.WHEELHOUSE}/{wheel.name}": wheel for wheel in wheelhouse},
             }
-            uploads = {f"{deploy}/{name}": path for name, path in files.items()}
+            uploads = {f"{deploy}/{name}": path for name, path in files.items()} | model
             if weights is not None:
                 # The Keras cache of the nodes, and the models location featurize.weights reads.
                 uploads[f"{deploy}/{staging.MODELS}/{weights.name}"] = weights
@@ -243,6 +247,23 @@ class Deployment:
             deploy,
         )
         return sorted(uploads)
+
+    def _feature_model_upload(self, weights: Path, scratch: Path) -> dict[str, Path]:
+        """The weights' ONNX model for the model cache, unless the cache holds it already."""
+        converted = model_cache.convert(weights, scratch / "model_cache")
+        cache = self.settings.key(self.settings.model_cache)
+        cached = {key.removeprefix(f"{cache}/") for key in self._object_sizes(f"{cache}/")}
+        others = model_cache.other_conversions(cached, converted, weights)
+        if others:
+            raise ValueError(
+                f"{self.settings.model_cache} holds other ONNX models of these weights "
+                f"({', '.join(others)}), converted by other Keras or tf2onnx versions; the nodes "
+                "take the only one there is. Delete them (aws s3 rm) and package again."
+            )
+        if converted.name in cached:
+            logger.info("the model cache holds the weights' ONNX model already")
+            return {}
+        return {f"{cache}/{converted.name}": converted}
 
     def create_cluster(
         self,

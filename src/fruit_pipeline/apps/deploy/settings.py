@@ -23,6 +23,8 @@ class Settings:
     images_root: str
     new_images_root: str
     models_root: str
+    # featurize.model_cache of the emr environment: the nodes read the converted model there.
+    model_cache: str
     deploy_root: str
     logs_root: str
     node_home: str
@@ -74,7 +76,8 @@ _LOCATIONS = (
 
 
 def load_settings(conf_source: Path) -> Settings:
-    """Read conf/emr: the locations from globals.yml, the rest from deploy.yml."""
+    """Read conf/emr: the locations from globals.yml (and the featurize parameters' model cache),
+    the rest from deploy.yml."""
     loader = config_loader(conf_source.parent, env="emr")
     found = loader["globals"]
     deploy = loader["deploy"]
@@ -88,7 +91,12 @@ def load_settings(conf_source: Path) -> Settings:
         for entry in loader["catalog"].values()
         if entry.get("type", "").endswith(".AtomicDataset")
     )
-    return Settings(**{name: found[name] for name in _LOCATIONS}, **deploy, outputs=outputs)
+    return Settings(
+        **{name: found[name] for name in _LOCATIONS},
+        model_cache=loader["parameters"]["featurize"]["model_cache"],
+        **deploy,
+        outputs=outputs,
+    )
 
 
 # AWS regions in EU member states. Not eu-west-2 (London) nor eu-central-2 (Zurich): their

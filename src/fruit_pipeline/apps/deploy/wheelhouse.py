@@ -1,6 +1,8 @@
 """A wheelhouse for the cluster's nodes: every wheel the project needs, so they install with no
 index (private subnets have no internet). The nodes run Amazon Linux 2023 (glibc 2.34), x86_64,
-CPython 3.11: the wheels are chosen for that platform, whatever machine stages them."""
+CPython 3.11: the wheels are chosen for that platform, whatever machine stages them. The base
+install only: pyspark is EMR's own, and no node converts the weights (`fruit-deploy package` does:
+apps.deploy.model_cache), so none needs the keras extra's TensorFlow."""
 
 import json
 import subprocess
@@ -19,8 +21,6 @@ NODE_PLATFORMS = (
 )
 NODE_PYTHON_VERSION = "3.11"
 NODE_ABI = "cp311"
-# The featurize driver converts the weights to ONNX with Keras (pyspark is EMR's own).
-NODE_EXTRAS = "[keras]"
 # Installed without its dependencies over EMR's own Spark (its pyspark would shadow EMR's).
 WITHOUT_DEPENDENCIES = ("delta-spark",)
 
@@ -56,7 +56,7 @@ def build_wheelhouse(project_wheel: Path, constraints: Path, dest: Path) -> list
         "-c",
         str(constraints),
     ]
-    _pip("download", *for_the_nodes, f"{project_wheel}{NODE_EXTRAS}")
+    _pip("download", *for_the_nodes, str(project_wheel))
     _pip("download", *for_the_nodes, "--no-deps", *WITHOUT_DEPENDENCIES)
     return sorted(dest.glob("*.whl"))
 
@@ -73,7 +73,7 @@ def _source_only_requirements(project_wheel: Path, constraints: Path) -> list[st
             str(report),
             "-c",
             str(constraints),
-            f"{project_wheel}{NODE_EXTRAS}",
+            str(project_wheel),
         )
         resolved = json.loads(report.read_text())["install"]
     return [
