@@ -217,7 +217,7 @@ class Deployment:
             raise ValueError(f"{dist} holds no wheel or conf archive: run `kedro package` first")
         deploy = self.settings.key(self.settings.deploy_root)
         with tempfile.TemporaryDirectory() as scratch:
-            # First, as it fails without the keras extra: before minutes of wheelhouse.
+            # First: without the keras extra it fails at once, not after the wheelhouse's download.
             model = {} if weights is None else self._feature_model_upload(weights, Path(scratch))
             manifest = Path(scratch) / staging.MANIFEST
             manifest.write_text(staging.manifest(wheels[-1].name))

@@ -1,6 +1,6 @@
 """The feature model the cluster's featurize reads, converted to ONNX by `fruit-deploy package`.
 
-The nodes install no TensorFlow (1.4 GB and a minute of bootstrap on the primary node, for one
+The nodes install no TensorFlow (1.4 GB and about 20 s of install on the primary node, for one
 conversion): the weights are converted where the package is made, and the model is staged in the
 emr environment's model cache (featurize.model_cache), where the driver, having no converter,
 takes the one conversion of its weights that the cache must hold.
