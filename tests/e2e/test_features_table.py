@@ -257,6 +257,33 @@ def test_a_full_refresh_embeds_everything_again_in_one_commit(spark, grown, imag
     )
 
 
+def test_a_run_that_only_removes_files_deletes_their_rows_without_spark(
+    spark, grown, images, monkeypatch
+):
+    project, _, _ = grown
+    path = str(project / FEATURES_TABLE)
+    before, version = table(spark, project), feature_table.current_version(spark, path)
+    removed = sorted((images / "mango").glob("*.jpg"))[-2:]
+    for file in removed:
+        file.unlink()
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("a Spark session was asked for to delete rows")
+
+    monkeypatch.setattr(session, "start_spark", no_spark)
+    summary = featurize(project, images)
+    assert (summary["files_removed"], summary["featurized"]) == (2, 0)
+    assert summary["table_version"] == version + 1
+    after = table(spark, project)
+    assert list(after.index) == [file_uri(f) for f in sorted(images.rglob("*.jpg"))]
+    assert set(before.index) - set(after.index) == {file_uri(f) for f in removed}
+    # Spark reads the version delta-rs wrote, every kept row as it was.
+    assert (after.dtypes == before.dtypes).all()
+    np.testing.assert_array_equal(
+        np.stack(after["features"]), np.stack(before.loc[after.index, "features"])
+    )
+
+
 def kedro_featurize(project: Path, images: Path, log: Path) -> subprocess.Popen:
     """`kedro run --pipelines featurize` as its own process group (a JVM and Python workers)."""
     with log.open("w") as output:

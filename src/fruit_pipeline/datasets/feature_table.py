@@ -2,11 +2,14 @@
 the table's index (its files and feature models, no features) read without Spark."""
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
 from kedro.io import AbstractDataset
 from pyspark.sql import DataFrame
 
@@ -22,7 +25,8 @@ class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
     """The features table (`spark.feature_table`): saving commits an update in one MERGE.
 
     Loading gives the table at `version_as_of` (None: the latest), the version in the metadata
-    of its `features` column; with `missing_as_empty`, no table yet loads as an empty one.
+    of its `features` column; with `missing_as_empty`, no table yet loads as an empty one. An
+    update that only removes rows is committed with delta-rs, without Spark (`delete_rows`).
     """
 
     # Spark objects cannot be handed to another process (kedro-datasets' Spark datasets say so).
@@ -50,8 +54,13 @@ class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
             raise
 
     def save(self, data: FeatureTableUpdate) -> None:
-        # An update with nothing in it starts no Spark session.
-        version = None if data.is_empty else feature_table.commit(spark(), self._filepath, data)
+        # An update with nothing in it, or with rows to delete only, starts no Spark session.
+        if data.is_empty:
+            version = None
+        elif data.removes_only and DeltaTable.is_deltatable(self._filepath):
+            version = delete_rows(self._filepath, data.removed)
+        else:
+            version = feature_table.commit(spark(), self._filepath, data)
         if version is None:
             logger.info("Features table unchanged: nothing new, changed or removed.")
         else:
@@ -62,6 +71,37 @@ class FeatureTableDataset(AbstractDataset[FeatureTableUpdate, DataFrame]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._filepath, "version": self._version}
+
+
+def delete_rows(filepath: str, paths: tuple[str, ...]) -> int:
+    """Delete the rows of these paths in one commit with delta-rs; return the new version.
+
+    Spark's MERGE would start a JVM and plan a dozen jobs for what delta-rs does in a second or
+    two: rewrite the files that hold those rows (docs/performance.md). A commit that meets
+    another run's is made again on the newer version, as the MERGE is.
+    """
+    gone = pa.table({"path": pa.array(sorted(set(paths)), pa.string())})
+    for attempt in range(1, feature_table.COMMIT_ATTEMPTS + 1):
+        table = DeltaTable(filepath)
+        try:
+            table.merge(
+                gone, "row.path = gone.path", source_alias="gone", target_alias="row"
+            ).when_matched_delete().execute()
+            return table.version()
+        except CommitFailedError as conflict:
+            logger.warning(
+                "Another run committed to the features table during this one's delete "
+                "(attempt %d of %d): %s",
+                attempt,
+                feature_table.COMMIT_ATTEMPTS,
+                conflict,
+            )
+            time.sleep(attempt)
+    raise feature_table.ConcurrentFeaturizeRuns(
+        f"Other runs kept committing to the features table at {filepath}: this run committed "
+        f"nothing after {feature_table.COMMIT_ATTEMPTS} attempts. Run it again when they are "
+        "done."
+    )
 
 
 # The index: every column but the image descriptions (a few hundred bytes a row, not 6 KB).

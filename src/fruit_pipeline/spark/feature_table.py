@@ -63,6 +63,11 @@ class FeatureTableUpdate:
         """Nothing to write, delete or replace: the table stays as it is."""
         return self.rows is None and not self.removed and not self.replace_all
 
+    @property
+    def removes_only(self) -> bool:
+        """Rows to delete and nothing to write."""
+        return self.rows is None and bool(self.removed) and not self.replace_all
+
 
 def exists(spark: SparkSession, path: str) -> bool:
     """Whether a Delta table lives at the path."""
