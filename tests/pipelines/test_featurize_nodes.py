@@ -118,6 +118,27 @@ def test_the_listing_names_the_files_spark_reads_as_spark_does(spark, tmp_path):
     # Spark's times are in the session's time zone, UTC (conf/base/spark.yml).
     spark_times = by_path["modificationTime"].dt.tz_localize("UTC")
     assert list(listing["modificationTime"]) == list(spark_times)
+    # Read by the listing's names, the files are the same rows.
+    named = ImageFiles(str(folder), IMAGE_FILES).read(list(listing["path"]))
+    named_rows = named.select("path", "length", "modificationTime").toPandas()
+    pd.testing.assert_frame_equal(
+        named_rows.sort_values("path", ignore_index=True),
+        spark_rows.sort_values("path", ignore_index=True),
+    )
+
+
+def test_files_read_by_name_are_those_named_and_a_gone_one_is_left_out(spark, tmp_path):
+    folder = write_files(
+        tmp_path, {"kiwi/a.jpg": b"a", "kiwi/b *.jpg": b"bb", "kiwi/c.jpg": b"ccc"}
+    )
+    files = ImageFiles(str(folder), IMAGE_FILES)
+    names = list(files.listing()["path"])
+    # A glob's characters in a name are the name's own: no other file is read.
+    named = files.read(names[1:2]).select("path", "content").collect()
+    assert [(row["path"], bytes(row["content"])) for row in named] == [(names[1], b"bb")]
+    # A file gone since the listing: Spark refuses the names, the folder is read without it.
+    (folder / "kiwi" / "c.jpg").unlink()
+    assert sorted(row["path"] for row in files.read(names).select("path").collect()) == names[:2]
 
 
 def test_no_images_stops_with_a_clear_message(tmp_path):

@@ -103,7 +103,8 @@ def featurize_changes(
     to_read = to_embed[~empty]
     rows = None
     if not to_read.empty:
-        rows, read_rejects = _embed_listed(raw_images, to_read, featurize)
+        listed = int((plan[CHANGE] != REMOVED).sum())
+        rows, read_rejects = _embed_listed(raw_images, to_read, listed, featurize)
         rejects.append(read_rejects)
     rejected = (
         pd.concat(rejects, ignore_index=True)
@@ -258,10 +259,12 @@ def _calibration_pixels(
 
 
 def _embed_listed(
-    raw_images: ImageFiles, to_read: pd.DataFrame, featurize: FeaturizeSettings
+    raw_images: ImageFiles, to_read: pd.DataFrame, listed: int, featurize: FeaturizeSettings
 ) -> tuple[DataFrame, pd.DataFrame]:
-    # Spark reads the folder and keeps the planned files; their label is the plan's.
-    images = raw_images.read()
+    # Spark reads the planned files (the folder when they are most of it, as in a first run)
+    # and keeps them; their label is the plan's.
+    names = None if len(to_read) > listed / 2 else list(to_read["path"])
+    images = raw_images.read(names)
     planned = images.sparkSession.createDataFrame(to_read[["path", LABEL]])
     embedded = embed_images(
         images.join(planned, "path"),
