@@ -28,13 +28,18 @@ from fruit_pipeline.apps.deploy.commands import (
     main,
     step_command,
 )
-from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG, NetworkNotReady
+from fruit_pipeline.apps.deploy.network import (
+    EMR_MANAGED_POLICY_TAG,
+    NetworkNotReady,
+    check_subnet,
+)
 from fruit_pipeline.apps.deploy.settings import EU_REGIONS, Settings, check_region, load_settings
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.pipelines.reduce.nodes import plot_cumulative_variance
 from tests.support.helpers import (
+    NETWORK_TEMPLATE,
     PROJECT_ROOT,
     emr_ready_subnet,
     moto_server,
@@ -61,7 +66,7 @@ def settings(aws, monkeypatch) -> Settings:
         stack_name=name,
         service_role=f"{name}-service",
         instance_profile=f"{name}-ec2",
-        subnet_id=emr_ready_subnet(REGION),
+        subnet_id=emr_ready_subnet(REGION, name),
     )
 
 
@@ -82,8 +87,45 @@ def template_resources() -> dict:
     return template["Resources"]
 
 
-def test_the_stack_template_passes_cfn_lint():
-    subprocess.run(["cfn-lint", str(TEMPLATE)], check=True)
+def test_the_templates_pass_cfn_lint():
+    subprocess.run(["cfn-lint", str(TEMPLATE), str(NETWORK_TEMPLATE)], check=True)
+
+
+def test_the_network_template_makes_a_private_subnet_the_preflight_takes(settings):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    check_subnet(ec2, settings.subnet_id, REGION)
+    (subnet,) = ec2.describe_subnets(SubnetIds=[settings.subnet_id])["Subnets"]
+    vpc = {"Name": "vpc-id", "Values": [subnet["VpcId"]]}
+    # Private: no public addresses (moto's CloudFormation does not set them: the template does),
+    # no way out but the two endpoints.
+    network, problems = decode(str(NETWORK_TEMPLATE))
+    assert not problems
+    assert network["Resources"]["PrivateSubnet"]["Properties"]["MapPublicIpOnLaunch"] is False
+    assert not ec2.describe_internet_gateways(
+        Filters=[{"Name": "attachment.vpc-id", "Values": [subnet["VpcId"]]}]
+    )["InternetGateways"]
+    assert not ec2.describe_nat_gateways(Filters=[vpc])["NatGateways"]
+    endpoints = {
+        endpoint["ServiceName"].rsplit(".", 1)[1]: endpoint
+        for endpoint in ec2.describe_vpc_endpoints(Filters=[vpc])["VpcEndpoints"]
+    }
+    assert sorted(endpoints) == ["kms", "s3"]
+    # The gateway reaches the project's bucket and EMR 7's repositories, no other bucket.
+    # moto gives the document as Python writes a dict, not as JSON.
+    policy = ast.literal_eval(endpoints["s3"]["PolicyDocument"])
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert resources == {
+        f"arn:aws:s3:::{settings.bucket}",
+        f"arn:aws:s3:::{settings.bucket}/*",
+        f"arn:aws:s3:::al2023-repos-{REGION}-de612dc2/*",
+        f"arn:aws:s3:::repo.{REGION}.emr.amazonaws.com/*",
+    }
+    (group,) = ec2.describe_security_groups(GroupIds=[endpoints["kms"]["Groups"][0]["GroupId"]])[
+        "SecurityGroups"
+    ]
+    (https,) = group["IpPermissions"]
+    assert (https["FromPort"], https["ToPort"]) == (443, 443)
+    assert https["IpRanges"][0]["CidrIp"] == subnet["CidrBlock"]
 
 
 def test_the_stack_creates_the_bucket_and_roles_in_the_eu(deployment, settings):
@@ -478,7 +520,7 @@ def _unready_subnet(undo: str) -> str:
     """A ready subnet with one thing undone: the subnet's tag, the VPC's tag, the S3 or the KMS
     endpoint."""
     ec2 = boto3.client("ec2", region_name=REGION)
-    subnet_id = emr_ready_subnet(REGION)
+    subnet_id = emr_ready_subnet(REGION, "fruit-bucket")
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     tag = [{"Key": key} for key in EMR_MANAGED_POLICY_TAG]
     if undo == "subnet tag":

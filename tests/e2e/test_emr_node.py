@@ -102,7 +102,8 @@ def operator(packaged_project, tmp_path_factory):
             arguments = ["--project", str(project)]
             with signed_as(ADMINISTRATOR):
                 assert main([*arguments, "apply-stack"]) == 0
-            settings = replace(load_settings(project / "conf"), subnet_id=emr_ready_subnet(REGION))
+            settings = load_settings(project / "conf")
+            settings = replace(settings, subnet_id=emr_ready_subnet(REGION, settings.bucket))
             with signed_as(OPERATOR):
                 assert main([*arguments, "upload-images", str(SAMPLE)]) == 0
                 assert main([*arguments, "upload-images", "--new", str(TEST1)]) == 0

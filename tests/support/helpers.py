@@ -22,6 +22,7 @@ from fruit_pipeline.config import config_loader
 from fruit_pipeline.parameters import TrainSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+NETWORK_TEMPLATE = PROJECT_ROOT / "deploy" / "cloudformation" / "network.yaml"
 # Real images and MobileNetV2 weights kept beside the repository (see the README's Tests section).
 SHARED = Path(os.environ.get("FRUIT_SHARED_DIR", PROJECT_ROOT.parent / "shared")).resolve()
 WEIGHTS_FILE = SHARED / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
@@ -175,38 +176,38 @@ def moto_server(region: str, recording: Path | None = None) -> Iterator[dict[str
         server.wait(timeout=10)
 
 
-def emr_ready_subnet(region: str) -> str:
-    """A subnet EMR's managed policy launches into: it and its VPC tagged, an S3 gateway endpoint
-    on its route table (the VPC's main one) and a KMS interface endpoint with private DNS, made
-    with the AWS API the environment points at."""
+def emr_ready_subnet(region: str, bucket: str) -> str:
+    """The private subnet of the project's network template (`NETWORK_TEMPLATE`: it and its VPC
+    tagged for EMR's managed policy, an S3 gateway endpoint on its route table, a KMS interface
+    endpoint with private DNS), as a stack of its own in the AWS the environment points at."""
+    import uuid  # noqa: PLC0415
+
     import boto3  # noqa: PLC0415
 
-    from fruit_pipeline.apps.deploy.network import EMR_MANAGED_POLICY_TAG  # noqa: PLC0415
-
+    cloudformation = boto3.client("cloudformation", region_name=region)
+    name = f"fruit-network-{uuid.uuid4().hex[:8]}"
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=NETWORK_TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": "BucketName", "ParameterValue": bucket}],
+    )
+    cloudformation.get_waiter("stack_create_complete").wait(StackName=name)
+    (stack,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack["Outputs"]}
+    subnet_id = outputs["SubnetId"]
+    # moto's CloudFormation keeps the subnet's route table association apart from the table,
+    # where EC2's calls do not see it: it is made again through EC2's own call.
     ec2 = boto3.client("ec2", region_name=region)
-    tags = [{"Key": key, "Value": value} for key, value in EMR_MANAGED_POLICY_TAG.items()]
-    vpc_id = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = ec2.create_subnet(VpcId=vpc_id, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
-    ec2.create_tags(Resources=[vpc_id, subnet_id], Tags=tags)
-    (main_table,) = ec2.describe_route_tables(
-        Filters=[
-            {"Name": "vpc-id", "Values": [vpc_id]},
-            {"Name": "association.main", "Values": ["true"]},
-        ]
-    )["RouteTables"]
-    ec2.create_vpc_endpoint(
-        VpcId=vpc_id,
-        ServiceName=f"com.amazonaws.{region}.s3",
-        VpcEndpointType="Gateway",
-        RouteTableIds=[main_table["RouteTableId"]],
-    )
-    ec2.create_vpc_endpoint(
-        VpcId=vpc_id,
-        ServiceName=f"com.amazonaws.{region}.kms",
-        VpcEndpointType="Interface",
-        SubnetIds=[subnet_id],
-        PrivateDnsEnabled=True,
-    )
+    associated = {"Name": "association.subnet-id", "Values": [subnet_id]}
+    if not ec2.describe_route_tables(Filters=[associated])["RouteTables"]:
+        (endpoint,) = ec2.describe_vpc_endpoints(
+            Filters=[
+                {"Name": "vpc-id", "Values": [outputs["VpcId"]]},
+                {"Name": "service-name", "Values": [f"com.amazonaws.{region}.s3"]},
+            ]
+        )["VpcEndpoints"]
+        (table,) = endpoint["RouteTableIds"]
+        ec2.associate_route_table(RouteTableId=table, SubnetId=subnet_id)
     return subnet_id
 
 
