@@ -330,7 +330,7 @@ def test_the_plan_says_new_changed_unchanged_and_removed(tmp_path):
 class UnreadableFolder(ImageFiles):
     """Image files whose contents must not be read."""
 
-    def read(self):
+    def read(self, paths=None):
         raise AssertionError("the images were read")
 
 
