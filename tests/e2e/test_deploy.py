@@ -517,13 +517,22 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
 
 
 def _unready_subnet(undo: str) -> str:
-    """A ready subnet with one thing undone: the subnet's tag, the VPC's tag, the S3 or the KMS
-    endpoint."""
+    """A ready subnet with one thing undone: its privacy (a route to an internet gateway), the
+    subnet's tag, the VPC's tag, the S3 or the KMS endpoint."""
     ec2 = boto3.client("ec2", region_name=REGION)
     subnet_id = emr_ready_subnet(REGION, "fruit-bucket")
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     tag = [{"Key": key} for key in EMR_MANAGED_POLICY_TAG]
-    if undo == "subnet tag":
+    if undo == "private":
+        (table,) = ec2.describe_route_tables(
+            Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
+        )["RouteTables"]
+        gateway = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=subnet["VpcId"])
+        ec2.create_route(
+            RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway
+        )
+    elif undo == "subnet tag":
         ec2.delete_tags(Resources=[subnet_id], Tags=tag)
     elif undo == "VPC tag":
         ec2.delete_tags(Resources=[subnet["VpcId"]], Tags=tag)
@@ -543,6 +552,7 @@ def _unready_subnet(undo: str) -> str:
 @pytest.mark.parametrize(
     ("undo", "refusal"),
     [
+        ("private", r"subnet subnet-\w+ is public: .* internet gateway igw-\w+\. .*network\.yaml"),
         ("subnet tag", r"subnet subnet-\w+ is not tagged for EMR's managed policy.*create-tags"),
         ("VPC tag", r"VPC vpc-\w+ is not tagged for EMR's managed policy.*create-tags"),
         ("S3 route", r"no route to S3.*create-vpc-endpoint --vpc-id vpc-\w+ --service-name "),
@@ -558,6 +568,27 @@ def test_create_cluster_refuses_a_subnet_emr_s3_or_kms_cannot_use(deployment, un
     with pytest.raises(NetworkNotReady, match=refusal):
         unready.create_cluster("fruit_pipeline test", wait=False)
     assert not sent
+
+
+def test_a_private_subnet_routed_through_a_nat_gateway_needs_no_endpoint(settings):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    (subnet,) = ec2.describe_subnets(SubnetIds=[settings.subnet_id])["Subnets"]
+    vpc = {"Name": "vpc-id", "Values": [subnet["VpcId"]]}
+    endpoints = ec2.describe_vpc_endpoints(Filters=[vpc])["VpcEndpoints"]
+    ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"] for e in endpoints])
+    (table,) = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [settings.subnet_id]}]
+    )["RouteTables"]
+    # The NAT gateway lives in a public subnet of its own, which the nodes' subnet routes to.
+    public = ec2.create_subnet(VpcId=subnet["VpcId"], CidrBlock="10.42.16.0/24")["Subnet"]
+    address = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=public["SubnetId"], AllocationId=address)["NatGateway"]
+    ec2.create_route(
+        RouteTableId=table["RouteTableId"],
+        DestinationCidrBlock="0.0.0.0/0",
+        NatGatewayId=nat["NatGatewayId"],
+    )
+    check_subnet(ec2, settings.subnet_id, REGION)
 
 
 def test_create_cluster_refuses_a_cluster_without_a_subnet(settings):

@@ -5,10 +5,11 @@ default security groups in a VPC, only when they carry the tag
 for-use-with-amazon-emr-managed-policies=true. The nodes have no internet (private subnets): they
 reach the bucket, EMR's own log and repository buckets and Amazon Linux' repositories through a
 route to S3, an S3 gateway endpoint on the subnet's route table (or a default route through a NAT
-or internet gateway). The clusters' security configuration encrypts the nodes' local disks with
-the stack's KMS key, which each node asks KMS for when it starts: the VPC needs a KMS interface
-endpoint with private DNS (or that default route). A cluster that lacks any of these fails
-minutes after it was asked for; this says why first.
+gateway). The clusters' security configuration encrypts the nodes' local disks with the stack's
+KMS key, which each node asks KMS for when it starts: the VPC needs a KMS interface endpoint with
+private DNS (or that NAT route). A cluster that lacks any of these fails minutes after it was
+asked for; this says why first. A subnet routed to an internet gateway is public: the nodes
+would be reachable from and reach the internet, which the project's design rules out.
 """
 
 from typing import Any
@@ -46,6 +47,14 @@ def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
                 f"to launch the cluster: `aws ec2 create-tags --resources {resource} --tags {tag}`."
             )
     tables = _route_tables(ec2, subnet_id, vpc_id)
+    gateways = sorted(_internet_gateways(tables))
+    if gateways:
+        raise NetworkNotReady(
+            f"subnet {subnet_id} is public: its route table sends traffic to the internet gateway "
+            f"{', '.join(gateways)}. The nodes run in a private subnet (no internet): give "
+            "deploy.yml's subnet_id a subnet without that route (deploy/cloudformation/"
+            "network.yaml makes one)."
+        )
     if not (_has_s3_endpoint(ec2, vpc_id, region, tables) or _has_default_route(tables)):
         raise NetworkNotReady(
             f"subnet {subnet_id} has no route to S3: the nodes could not read the bucket nor "
@@ -109,10 +118,20 @@ def _has_kms_endpoint(ec2: Any, vpc_id: str, region: str) -> bool:
 
 
 def _has_default_route(tables: list[dict[str, Any]]) -> bool:
+    # Through a NAT gateway: the subnet stays private.
     return any(
         route.get("DestinationCidrBlock") == "0.0.0.0/0"
-        and (route.get("NatGatewayId") or route.get("GatewayId", "").startswith("igw-"))
+        and route.get("NatGatewayId")
         and route.get("State", "active") == "active"
         for table in tables
         for route in table.get("Routes", [])
     )
+
+
+def _internet_gateways(tables: list[dict[str, Any]]) -> set[str]:
+    return {
+        route["GatewayId"]
+        for table in tables
+        for route in table.get("Routes", [])
+        if route.get("GatewayId", "").startswith("igw-")
+    }
