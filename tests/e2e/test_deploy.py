@@ -518,7 +518,7 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
 
 def _unready_subnet(undo: str) -> str:
     """A ready subnet with one thing undone: its privacy (a route to an internet gateway), the
-    subnet's tag, the VPC's tag, the S3 or the KMS endpoint."""
+    subnet's tag, the VPC's tag, the S3 or the KMS endpoint, HTTPS into the KMS endpoint."""
     ec2 = boto3.client("ec2", region_name=REGION)
     subnet_id = emr_ready_subnet(REGION, "fruit-bucket")
     (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
@@ -531,6 +531,18 @@ def _unready_subnet(undo: str) -> str:
         ec2.attach_internet_gateway(InternetGatewayId=gateway, VpcId=subnet["VpcId"])
         ec2.create_route(
             RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway
+        )
+    elif undo == "KMS group":
+        (endpoint,) = ec2.describe_vpc_endpoints(
+            Filters=[
+                {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
+                {"Name": "service-name", "Values": [f"com.amazonaws.{REGION}.kms"]},
+            ]
+        )["VpcEndpoints"]
+        (group,) = endpoint["Groups"]
+        (rules,) = ec2.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"]
+        ec2.revoke_security_group_ingress(
+            GroupId=group["GroupId"], IpPermissions=rules["IpPermissions"]
         )
     elif undo == "subnet tag":
         ec2.delete_tags(Resources=[subnet_id], Tags=tag)
@@ -557,6 +569,7 @@ def _unready_subnet(undo: str) -> str:
         ("VPC tag", r"VPC vpc-\w+ is not tagged for EMR's managed policy.*create-tags"),
         ("S3 route", r"no route to S3.*create-vpc-endpoint --vpc-id vpc-\w+ --service-name "),
         ("KMS route", r"no route to KMS.*--service-name com\.amazonaws\.eu-\w+-\d\.kms "),
+        ("KMS group", r"security groups \(sg-\w+\) let no HTTPS in .*--port 443 --cidr 10\.42\."),
     ],
 )
 def test_create_cluster_refuses_a_subnet_emr_s3_or_kms_cannot_use(deployment, undo, refusal):

@@ -12,9 +12,11 @@ asked for; this says why first. A subnet routed to an internet gateway is public
 would be reachable from and reach the internet, which the project's design rules out.
 """
 
+import ipaddress
 from typing import Any
 
 EMR_MANAGED_POLICY_TAG = {"for-use-with-amazon-emr-managed-policies": "true"}
+HTTPS_PORT = 443
 
 
 class NetworkNotReady(ValueError):
@@ -62,7 +64,8 @@ def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
             f"create-vpc-endpoint --vpc-id {vpc_id} --service-name com.amazonaws.{region}.s3 "
             f"--route-table-ids {' '.join(t['RouteTableId'] for t in tables)}`."
         )
-    if not (_has_kms_endpoint(ec2, vpc_id, region) or _has_default_route(tables)):
+    kms_endpoints = _kms_endpoints(ec2, vpc_id, region)
+    if not (kms_endpoints or _has_default_route(tables)):
         raise NetworkNotReady(
             f"subnet {subnet_id} has no route to KMS: the nodes could not get the keys of their "
             "encrypted local disks (the stack's security configuration) and would not start. "
@@ -70,6 +73,18 @@ def check_subnet(ec2: Any, subnet_id: str | None, region: str) -> None:
             f"HTTPS from the subnet: `aws ec2 create-vpc-endpoint --vpc-endpoint-type Interface "
             f"--vpc-id {vpc_id} --service-name com.amazonaws.{region}.kms --subnet-ids "
             f"{subnet_id} --security-group-ids <group> --private-dns-enabled`."
+        )
+    # With private DNS, KMS' name resolves to the endpoint, NAT or not: its groups decide.
+    if kms_endpoints and not any(
+        _admits_https(ec2, endpoint, subnet["CidrBlock"]) for endpoint in kms_endpoints
+    ):
+        groups = sorted({g["GroupId"] for e in kms_endpoints for g in e.get("Groups", [])})
+        raise NetworkNotReady(
+            f"the KMS endpoint's security groups ({', '.join(groups) or 'none'}) let no HTTPS in "
+            f"from subnet {subnet_id} ({subnet['CidrBlock']}): the nodes could not get their "
+            "disks' keys and would not start. `aws ec2 authorize-security-group-ingress "
+            f"--group-id {groups[0] if groups else '<group>'} --protocol tcp --port 443 --cidr "
+            f"{subnet['CidrBlock']}`."
         )
 
 
@@ -101,7 +116,7 @@ def _has_s3_endpoint(ec2: Any, vpc_id: str, region: str, tables: list[dict[str, 
     )
 
 
-def _has_kms_endpoint(ec2: Any, vpc_id: str, region: str) -> bool:
+def _kms_endpoints(ec2: Any, vpc_id: str, region: str) -> list[dict[str, Any]]:
     # With private DNS, KMS' own name resolves to the endpoint from every subnet of the VPC.
     endpoints = ec2.describe_vpc_endpoints(
         Filters=[
@@ -109,12 +124,34 @@ def _has_kms_endpoint(ec2: Any, vpc_id: str, region: str) -> bool:
             {"Name": "service-name", "Values": [f"com.amazonaws.{region}.kms"]},
         ]
     )["VpcEndpoints"]
-    return any(
-        endpoint.get("VpcEndpointType") == "Interface"
+    return [
+        endpoint
+        for endpoint in endpoints
+        if endpoint.get("VpcEndpointType") == "Interface"
         and endpoint.get("State") == "available"
         and endpoint.get("PrivateDnsEnabled")
-        for endpoint in endpoints
-    )
+    ]
+
+
+def _admits_https(ec2: Any, endpoint: dict[str, Any], subnet_cidr: str) -> bool:
+    # A rule naming another group (EMR's, made with the first cluster) cannot be checked before
+    # the cluster exists: it counts.
+    group_ids = [group["GroupId"] for group in endpoint.get("Groups", [])]
+    if not group_ids:
+        return False
+    subnet = ipaddress.ip_network(subnet_cidr)
+    for group in ec2.describe_security_groups(GroupIds=group_ids)["SecurityGroups"]:
+        for rule in group.get("IpPermissions", []):
+            https = rule.get("IpProtocol") == "-1" or (
+                rule.get("IpProtocol") == "tcp"
+                and rule.get("FromPort", 0) <= HTTPS_PORT <= rule.get("ToPort", -1)
+            )
+            sources = [ipaddress.ip_network(r["CidrIp"]) for r in rule.get("IpRanges", [])]
+            if https and (
+                rule.get("UserIdGroupPairs") or any(subnet.subnet_of(s) for s in sources)
+            ):
+                return True
+    return False
 
 
 def _has_default_route(tables: list[dict[str, Any]]) -> bool:
