@@ -56,8 +56,14 @@ def aws():
         yield environment
 
 
+@pytest.fixture(scope="module")
+def ready_subnet(aws) -> str:
+    """The network template's subnet, made once: the tests that change a network make their own."""
+    return emr_ready_subnet(REGION, "fruit-deploy-tests")
+
+
 @pytest.fixture
-def settings(aws, monkeypatch) -> Settings:
+def settings(aws, ready_subnet, monkeypatch) -> Settings:
     """The project's emr settings with a bucket, a stack and roles of this test's own."""
     name = f"fruit-{uuid.uuid4().hex[:12]}"
     monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", name)
@@ -66,7 +72,7 @@ def settings(aws, monkeypatch) -> Settings:
         stack_name=name,
         service_role=f"{name}-service",
         instance_profile=f"{name}-ec2",
-        subnet_id=emr_ready_subnet(REGION, name),
+        subnet_id=ready_subnet,
     )
 
 
@@ -93,8 +99,9 @@ def test_the_templates_pass_cfn_lint():
 
 def test_the_network_template_makes_a_private_subnet_the_preflight_takes(settings):
     ec2 = boto3.client("ec2", region_name=REGION)
-    check_subnet(ec2, settings.subnet_id, REGION)
-    (subnet,) = ec2.describe_subnets(SubnetIds=[settings.subnet_id])["Subnets"]
+    subnet_id = emr_ready_subnet(REGION, settings.bucket)
+    check_subnet(ec2, subnet_id, REGION)
+    (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     vpc = {"Name": "vpc-id", "Values": [subnet["VpcId"]]}
     # Private: no public addresses (moto's CloudFormation does not set them: the template does),
     # no way out but the two endpoints.
@@ -583,14 +590,15 @@ def test_create_cluster_refuses_a_subnet_emr_s3_or_kms_cannot_use(deployment, un
     assert not sent
 
 
-def test_a_private_subnet_routed_through_a_nat_gateway_needs_no_endpoint(settings):
+def test_a_private_subnet_routed_through_a_nat_gateway_needs_no_endpoint(aws):
     ec2 = boto3.client("ec2", region_name=REGION)
-    (subnet,) = ec2.describe_subnets(SubnetIds=[settings.subnet_id])["Subnets"]
+    subnet_id = emr_ready_subnet(REGION, "fruit-deploy-tests")
+    (subnet,) = ec2.describe_subnets(SubnetIds=[subnet_id])["Subnets"]
     vpc = {"Name": "vpc-id", "Values": [subnet["VpcId"]]}
     endpoints = ec2.describe_vpc_endpoints(Filters=[vpc])["VpcEndpoints"]
     ec2.delete_vpc_endpoints(VpcEndpointIds=[e["VpcEndpointId"] for e in endpoints])
     (table,) = ec2.describe_route_tables(
-        Filters=[{"Name": "association.subnet-id", "Values": [settings.subnet_id]}]
+        Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}]
     )["RouteTables"]
     # The NAT gateway lives in a public subnet of its own, which the nodes' subnet routes to.
     public = ec2.create_subnet(VpcId=subnet["VpcId"], CidrBlock="10.42.16.0/24")["Subnet"]
@@ -601,7 +609,7 @@ def test_a_private_subnet_routed_through_a_nat_gateway_needs_no_endpoint(setting
         DestinationCidrBlock="0.0.0.0/0",
         NatGatewayId=nat["NatGatewayId"],
     )
-    check_subnet(ec2, settings.subnet_id, REGION)
+    check_subnet(ec2, subnet_id, REGION)
 
 
 def test_create_cluster_refuses_a_cluster_without_a_subnet(settings):
