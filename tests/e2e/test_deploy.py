@@ -44,6 +44,7 @@ from tests.support.helpers import (
     emr_ready_subnet,
     moto_server,
     new_project,
+    vpc_endpoints,
 )
 
 REGION = "eu-west-3"
@@ -540,12 +541,7 @@ def _unready_subnet(undo: str) -> str:
             RouteTableId=table["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=gateway
         )
     elif undo == "KMS group":
-        (endpoint,) = ec2.describe_vpc_endpoints(
-            Filters=[
-                {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-                {"Name": "service-name", "Values": [f"com.amazonaws.{REGION}.kms"]},
-            ]
-        )["VpcEndpoints"]
+        (endpoint,) = vpc_endpoints(ec2, subnet["VpcId"], f"com.amazonaws.{REGION}.kms")
         (group,) = endpoint["Groups"]
         (rules,) = ec2.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"]
         ec2.revoke_security_group_ingress(
@@ -557,14 +553,8 @@ def _unready_subnet(undo: str) -> str:
         ec2.delete_tags(Resources=[subnet["VpcId"]], Tags=tag)
     else:
         service = f"com.amazonaws.{REGION}.{undo.removesuffix(' route').lower()}"
-        endpoints = ec2.describe_vpc_endpoints(
-            Filters=[
-                {"Name": "vpc-id", "Values": [subnet["VpcId"]]},
-                {"Name": "service-name", "Values": [service]},
-            ]
-        )["VpcEndpoints"]
-        assert len(endpoints) == 1
-        ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoints[0]["VpcEndpointId"]])
+        (endpoint,) = vpc_endpoints(ec2, subnet["VpcId"], service)
+        ec2.delete_vpc_endpoints(VpcEndpointIds=[endpoint["VpcEndpointId"]])
     return subnet_id
 
 

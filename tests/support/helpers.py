@@ -200,15 +200,20 @@ def emr_ready_subnet(region: str, bucket: str) -> str:
     ec2 = boto3.client("ec2", region_name=region)
     associated = {"Name": "association.subnet-id", "Values": [subnet_id]}
     if not ec2.describe_route_tables(Filters=[associated])["RouteTables"]:
-        (endpoint,) = ec2.describe_vpc_endpoints(
-            Filters=[
-                {"Name": "vpc-id", "Values": [outputs["VpcId"]]},
-                {"Name": "service-name", "Values": [f"com.amazonaws.{region}.s3"]},
-            ]
-        )["VpcEndpoints"]
+        (endpoint,) = vpc_endpoints(ec2, outputs["VpcId"], f"com.amazonaws.{region}.s3")
         (table,) = endpoint["RouteTableIds"]
         ec2.associate_route_table(RouteTableId=table, SubnetId=subnet_id)
     return subnet_id
+
+
+def vpc_endpoints(ec2, vpc_id: str, service: str) -> list[dict]:
+    """The VPC's endpoints of one service (`com.amazonaws.<region>.s3`)."""
+    return ec2.describe_vpc_endpoints(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "service-name", "Values": [service]},
+        ]
+    )["VpcEndpoints"]
 
 
 def hadoop_aws_package() -> str:
