@@ -81,7 +81,7 @@ class ImageFiles:
         if paths is None:
             return folder.load(self.root)
         try:
-            # Names are files, not globs: `[`, `{` or `*` in a file name are its own.
+            # Names are files, not globs: a `*` in a file name is its own (a `[` is refused).
             return reader.option("globPaths", "false").load(paths)
         except AnalysisException as error:
             if error.getErrorClass() != "PATH_NOT_FOUND":
