@@ -12,7 +12,13 @@ from fastapi.testclient import TestClient
 from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
 from fruit_pipeline.config import config_loader
 from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.int8_support import int8_refusal
 from tests.support.helpers import PROJECT_ROOT, new_project, read_features, run
+
+# On a CPU without VNNI the engine is refused (tests/unit/test_int8_support.py): nothing to run.
+pytestmark = pytest.mark.skipif(
+    int8_refusal() is not None, reason=f"the INT8 engine is refused here: {int8_refusal()}"
+)
 
 SUMMARY = Path("data/08_reporting/featurize_summary.json")
 INT8 = {"weights": "imagenet", "engine": "onnxruntime-int8"}

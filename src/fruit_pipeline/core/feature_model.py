@@ -23,6 +23,7 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 
 from fruit_pipeline.contracts import INT8_ENGINE
+from fruit_pipeline.core import int8_support
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def int8_feature_model(
     """
     from fruit_pipeline.core import quantization  # noqa: PLC0415
 
+    int8_support.require_int8_support()
     if source is None:
         warn_random_weights()
         if calibration is None:

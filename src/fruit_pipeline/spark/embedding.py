@@ -28,7 +28,7 @@ from fruit_pipeline.contracts import (
     VIEWS,
     ddl,
 )
-from fruit_pipeline.core import feature_model
+from fruit_pipeline.core import feature_model, int8_support
 from fruit_pipeline.core.augmentation import view_key, views_of
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.feature_model import INPUT_SIZE
@@ -135,6 +135,9 @@ def worker_predictor(engine: str, broadcast_model: Any, model_key: str, threads:
     """This worker's predictor for the broadcast model, built on first use."""
     predict = _worker_predictors.get(model_key)
     if predict is None:
+        if engine == INT8_ENGINE:
+            # The driver checked its own CPU; an executor may run on another instance type.
+            int8_support.require_int8_support()
         build = keras_predictor if engine == "keras" else onnx_predictor
         predict = build(broadcast_model.value, threads)
         _worker_predictors.clear()
