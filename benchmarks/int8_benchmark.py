@@ -25,6 +25,7 @@ import numpy as np
 from scratch_project import IMAGE_SUFFIXES, PROJECT_ROOT, measure, new_project
 
 from fruit_pipeline.config import config_loader
+from fruit_pipeline.core.int8_support import int8_refusal
 
 ENGINES = ("onnxruntime", "onnxruntime-int8")
 REPORTS = Path("data/08_reporting")
@@ -69,7 +70,7 @@ def features(project: Path) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> None:
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, required=True, help="folder of class folders")
     parser.add_argument("--loop-rounds", type=int, default=2, help="loop runs of each engine")
@@ -78,9 +79,17 @@ def main() -> None:
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.source = args.source.resolve()
+    return args
+
+
+def main() -> None:
+    args = parse_arguments()
     if args.loop:
         loop(args.loop, args.source, args.cache, args.batch_size)
         return
+    refusal = int8_refusal()
+    if refusal is not None:
+        raise SystemExit(f"Nothing to compare: the INT8 engine is refused here, {refusal}.")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KEDRO_DISABLE_TELEMETRY": "true"}
     kedro = [sys.executable, "-m", "kedro", "run"]
     with tempfile.TemporaryDirectory(prefix="int8_benchmark_") as scratch:
