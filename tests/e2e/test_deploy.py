@@ -520,6 +520,11 @@ def test_the_cluster_request_carries_the_bootstrap_sizes_logs_and_idle_stop(depl
     assert sent["AutoTerminationPolicy"] == {"IdleTimeout": settings.idle_timeout_seconds}
     assert sent["Instances"]["KeepJobFlowAliveWhenNoSteps"] is True
     assert sent["EbsRootVolumeSize"] == settings.ebs_root_volume_gib == 30
+    assert sent["MonitoringConfiguration"]["S3LoggingConfiguration"]["LogTypeUploadPolicy"] == {
+        "system-logs": "on-customer-s3only",
+        "application-logs": "on-customer-s3only",
+        "persistent-ui-logs": "disabled",
+    }
     outputs = deployment.apply_stack(TEMPLATE)
     assert sent["SecurityConfiguration"] == outputs["SecurityConfigurationName"]
 

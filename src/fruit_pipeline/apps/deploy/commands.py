@@ -64,6 +64,15 @@ LARGE_FILES = TransferConfig(max_concurrency=4)
 
 # The stack's output that names the clusters' security configuration (account.yaml).
 SECURITY_CONFIGURATION_OUTPUT = "SecurityConfigurationName"
+# The cluster's logs go to `logs_root` only, not also to EMR's own buckets (its default,
+# `emr-managed`): they stay in the project's bucket and region, and the private subnet's S3
+# endpoint needs no other bucket for them. Persistent application UIs read EMR's copy only:
+# they are off.
+LOG_UPLOADS = {
+    "system-logs": "on-customer-s3only",
+    "application-logs": "on-customer-s3only",
+    "persistent-ui-logs": "disabled",
+}
 
 
 class DeploymentFailed(RuntimeError):
@@ -306,6 +315,9 @@ class Deployment:
             Name=name,
             ReleaseLabel=settings.release_label,
             LogUri=f"{settings.logs_root}/",
+            MonitoringConfiguration={
+                "S3LoggingConfiguration": {"LogTypeUploadPolicy": LOG_UPLOADS}
+            },
             Applications=[{"Name": "Spark"}],
             Configurations=cluster_configurations(settings),
             Instances=instances,
