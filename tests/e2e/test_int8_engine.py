@@ -16,8 +16,9 @@ from fruit_pipeline.core.int8_support import int8_refusal
 from tests.support.helpers import PROJECT_ROOT, new_project, read_features, run
 
 # On a CPU without VNNI the engine is refused (tests/unit/test_int8_support.py): nothing to run.
+REFUSAL = int8_refusal()
 pytestmark = pytest.mark.skipif(
-    int8_refusal() is not None, reason=f"the INT8 engine is refused here: {int8_refusal()}"
+    REFUSAL is not None, reason=f"the INT8 engine is refused here: {REFUSAL}"
 )
 
 SUMMARY = Path("data/08_reporting/featurize_summary.json")

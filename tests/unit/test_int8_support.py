@@ -38,7 +38,7 @@ def test_the_refusal_follows_the_cpus_instruction_sets(
     assert reason is None if refused is None else refused in reason
 
 
-def test_featurize_predict_and_serve_are_refused_before_any_work(monkeypatch, tmp_path):
+def test_the_int8_model_is_refused_before_it_is_calibrated_or_cached(monkeypatch, tmp_path):
     fake_cpu(monkeypatch, tmp_path, "x86_64", AVX2_ONLY)
     cache = tmp_path / "cache"
     with pytest.raises(RuntimeError, match="onnxruntime-int8 is refused on this machine"):
