@@ -267,7 +267,8 @@ def free_port() -> int:
 
 
 # What the serving install has none of: the service needs no Spark, no Java, no TensorFlow.
-NOT_SERVING = ["pyspark", "delta", "tensorflow", "keras", "tf2onnx"]
+# kedro-viz too: its web stack is a laptop's (the spark extra), not the service's.
+NOT_SERVING = ["pyspark", "delta", "tensorflow", "keras", "tf2onnx", "kedro_viz"]
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
