@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import uuid
 from dataclasses import replace
 
@@ -390,64 +389,6 @@ def test_images_are_uploaded_once(deployment, settings, test1_images, tmp_path):
     assert deployment.upload_images(images) == (1, 19)
     keys = boto3.client("s3").list_objects_v2(Bucket=settings.bucket, Prefix="fruit_pipeline/")
     assert f"{settings.prefix}/images/apple/54_100.jpg" in {o["Key"] for o in keys["Contents"]}
-
-
-def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
-    deployment, settings, weights_file, packaged_project, monkeypatch
-):
-    monkeypatch.setenv("FRUIT_PIPELINE_BUCKET", settings.bucket)
-    project = packaged_project
-    dist = ["--dist", str(project / "dist")]
-    assert main(["--project", str(project), "package", *dist, "--weights", str(weights_file)]) == 0
-    with tarfile.open(project / "dist" / "conf-fruit_pipeline.tar.gz") as archive:
-        names = archive.getnames()
-    assert any(name.endswith("emr/spark.yml") for name in names)
-    assert not any("/local/" in name and name.endswith(".yml") for name in names)
-    listed = boto3.client("s3").list_objects_v2(Bucket=settings.bucket)["Contents"]
-    keys = {item["Key"] for item in listed}
-    deploy = f"{settings.prefix}/deploy"
-    wheelhouse = {
-        key.removeprefix(f"{deploy}/wheelhouse/") for key in keys if "/wheelhouse/" in key
-    }
-    # The nodes' wheels: CPython 3.11 on x86_64 Linux, source-only releases built into wheels;
-    # never pyspark (EMR's own serves) nor the keras extra (the weights come converted).
-    assert any(name.startswith("onnxruntime-1.") and "cp311" in name for name in wheelhouse)
-    assert {"hdfs-2.7.3-py3-none-any.whl", "delta_spark-3.3.2-py3-none-any.whl"} <= wheelhouse
-    assert "fruit_pipeline-0.1.0-py3-none-any.whl" in wheelhouse
-    unwanted = ("pyspark", "tensorflow", "keras", "tf2onnx")
-    assert not [name for name in wheelhouse if name.startswith(unwanted)]
-    # The weights' ONNX model, in the model cache the cluster's featurize reads.
-    cache = settings.key(settings.model_cache)
-    assert cache == f"{settings.prefix}/data/06_models/feature_model_cache"
-    checksum = feature_model.weights_sha256(str(weights_file))
-    (converted,) = (
-        key
-        for key in keys
-        if feature_model.is_conversion_of(key.removeprefix(f"{cache}/"), checksum)
-    )
-    assert converted.startswith(f"{cache}/")
-    assert (
-        boto3.client("s3").head_object(Bucket=settings.bucket, Key=converted)["ContentLength"] > 1e6
-    )
-    assert all(name.endswith(".whl") for name in wheelhouse)
-    assert {
-        f"{deploy}/fruit_pipeline-0.1.0-py3-none-any.whl",
-        f"{deploy}/staged.env",
-        f"{deploy}/conf-fruit_pipeline.tar.gz",
-        f"{deploy}/constraints.txt",
-        f"{deploy}/pyproject.toml",
-        f"{deploy}/bootstrap.sh",
-        f"{deploy}/models/{weights_file.name}",
-        f"{settings.prefix}/models/{weights_file.name}",
-    } <= keys
-    # The manifest the bootstrap action reads: each staged file's name, the wheel's its own.
-    manifest = boto3.client("s3").get_object(Bucket=settings.bucket, Key=f"{deploy}/staged.env")
-    staged = dict(line.split("=", 1) for line in manifest["Body"].read().decode().splitlines())
-    assert staged["wheel"] == "fruit_pipeline-0.1.0-py3-none-any.whl"
-    for role in ("wheel", "constraints", "conf_archive", "pyproject"):
-        assert f"{deploy}/{staged[role]}" in keys
-    assert any(key.startswith(f"{deploy}/{staged['wheelhouse']}/") for key in keys)
-    assert f"{deploy}/{staged['models']}/{weights_file.name}" in keys
 
 
 @pytest.mark.usefixtures("deployment")

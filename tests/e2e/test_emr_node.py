@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +22,7 @@ import pytest
 
 from fruit_pipeline.apps.deploy.commands import Deployment, main
 from fruit_pipeline.apps.deploy.settings import load_settings
+from fruit_pipeline.core import feature_model
 from tests.support.helpers import (
     AWS_CLI,
     EMR_SPARK_VERSION,
@@ -176,6 +178,60 @@ def node(operator, tmp_path_factory):
     bootstrap = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     assert bootstrap.returncode == 0, bootstrap.stdout[-3000:] + bootstrap.stderr[-3000:]
     return root, spark_home, local_home, command, bootstrap.stdout
+
+
+def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
+    operator, packaged_project
+):
+    # The operator's own `package` (with the weights) above: one wheelhouse for this module.
+    settings = operator[0].settings
+    with tarfile.open(packaged_project / "dist" / "conf-fruit_pipeline.tar.gz") as archive:
+        names = archive.getnames()
+    assert any(name.endswith("emr/spark.yml") for name in names)
+    assert not any("/local/" in name and name.endswith(".yml") for name in names)
+    keys = set(bucket_keys(settings.prefix))
+    deploy = f"{settings.prefix}/deploy"
+    wheelhouse = {
+        key.removeprefix(f"{deploy}/wheelhouse/") for key in keys if "/wheelhouse/" in key
+    }
+    # The nodes' wheels: CPython 3.11 on x86_64 Linux, source-only releases built into wheels;
+    # never pyspark (EMR's own serves) nor the keras extra (the weights come converted), nor
+    # kedro-viz (a laptop's).
+    assert any(name.startswith("onnxruntime-1.") and "cp311" in name for name in wheelhouse)
+    assert {"hdfs-2.7.3-py3-none-any.whl", "delta_spark-3.3.2-py3-none-any.whl"} <= wheelhouse
+    assert "fruit_pipeline-0.1.0-py3-none-any.whl" in wheelhouse
+    unwanted = ("pyspark", "tensorflow", "keras", "tf2onnx")
+    assert not [name for name in wheelhouse if name.startswith(unwanted)]
+    # The weights' ONNX model, in the model cache the cluster's featurize reads.
+    cache = settings.key(settings.model_cache)
+    assert cache == f"{settings.prefix}/data/06_models/feature_model_cache"
+    checksum = feature_model.weights_sha256(str(WEIGHTS_FILE))
+    (converted,) = (
+        key
+        for key in keys
+        if feature_model.is_conversion_of(key.removeprefix(f"{cache}/"), checksum)
+    )
+    assert converted.startswith(f"{cache}/")
+    assert boto3.client("s3").head_object(Bucket=BUCKET, Key=converted)["ContentLength"] > 1e6
+    assert all(name.endswith(".whl") for name in wheelhouse)
+    assert {
+        f"{deploy}/fruit_pipeline-0.1.0-py3-none-any.whl",
+        f"{deploy}/staged.env",
+        f"{deploy}/conf-fruit_pipeline.tar.gz",
+        f"{deploy}/constraints.txt",
+        f"{deploy}/pyproject.toml",
+        f"{deploy}/bootstrap.sh",
+        f"{deploy}/models/{WEIGHTS_FILE.name}",
+        f"{settings.prefix}/models/{WEIGHTS_FILE.name}",
+    } <= keys
+    # The manifest the bootstrap action reads: each staged file's name, the wheel's its own.
+    manifest = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"{deploy}/staged.env")
+    staged = dict(line.split("=", 1) for line in manifest["Body"].read().decode().splitlines())
+    assert staged["wheel"] == "fruit_pipeline-0.1.0-py3-none-any.whl"
+    for role in ("wheel", "constraints", "conf_archive", "pyproject"):
+        assert f"{deploy}/{staged[role]}" in keys
+    assert any(key.startswith(f"{deploy}/{staged['wheelhouse']}/") for key in keys)
+    assert f"{deploy}/{staged['models']}/{WEIGHTS_FILE.name}" in keys
 
 
 def test_the_bootstrap_installs_from_the_bucket_with_no_index(node):
