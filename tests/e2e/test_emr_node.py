@@ -200,7 +200,7 @@ def test_the_package_is_built_and_uploaded_with_the_bootstrap_and_weights(
     assert any(name.startswith("onnxruntime-1.") and "cp311" in name for name in wheelhouse)
     assert {"hdfs-2.7.3-py3-none-any.whl", "delta_spark-3.3.2-py3-none-any.whl"} <= wheelhouse
     assert "fruit_pipeline-0.1.0-py3-none-any.whl" in wheelhouse
-    unwanted = ("pyspark", "tensorflow", "keras", "tf2onnx")
+    unwanted = ("pyspark", "tensorflow", "keras", "tf2onnx", "kedro_viz")
     assert not [name for name in wheelhouse if name.startswith(unwanted)]
     # The weights' ONNX model, in the model cache the cluster's featurize reads.
     cache = settings.key(settings.model_cache)
