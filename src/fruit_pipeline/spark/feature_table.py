@@ -4,8 +4,10 @@ Each row is one image file: what identifies the file (`path`, Spark's `length` a
 `modificationTime`), its `label`, its embedding and colour histogram, and the feature model that
 made them (`weights_sha256`, `engine`). A featurize run changes the table in one commit: a MERGE
 on `path` that inserts new files, replaces changed ones and deletes gone ones together, or, for a
-full refresh, one overwrite. A run killed before its commit leaves the previous version as it
-was; files it wrote without committing are never read and VACUUM removes them.
+full refresh, one overwrite. This module writes with Spark; an update small enough for the driver
+is merged with delta-rs instead (`fruit_pipeline.datasets.feature_table`). A run killed before
+its commit leaves the previous version as it was; files it wrote without committing are never
+read and VACUUM removes them.
 
 Why Delta Lake: atomic commits and history on a plain folder or S3 prefix, MERGE, time travel,
 and EMR 7 ships it (`delta-defaults` classification). kedro-datasets' Delta datasets load a table
@@ -18,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from delta import exceptions as delta_errors
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -62,11 +65,6 @@ class FeatureTableUpdate:
     def is_empty(self) -> bool:
         """Nothing to write, delete or replace: the table stays as it is."""
         return self.rows is None and not self.removed and not self.replace_all
-
-    @property
-    def removes_only(self) -> bool:
-        """Rows to delete and nothing to write."""
-        return self.rows is None and bool(self.removed) and not self.replace_all
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -147,6 +145,19 @@ def commit(spark: SparkSession, path: str, update: FeatureTableUpdate) -> int | 
         f"nothing after {COMMIT_ATTEMPTS} attempts. Run it again when they are done; it embeds "
         "only what is still missing."
     )
+
+
+def collect_rows(rows: DataFrame) -> pd.DataFrame:
+    """The rows on the driver, COLUMNS in order, each timestamp as microseconds since the epoch.
+
+    `toPandas` gives timestamps in the session's time zone without saying which: as integers
+    they name the same instant whatever the zone.
+    """
+    exact = [
+        F.unix_micros(F.col(column)).alias(column) if kind == "timestamp" else F.col(column)
+        for column, kind in TABLE_ROW.items()
+    ]
+    return rows.select(*exact).toPandas()
 
 
 def history(spark: SparkSession, path: str, limit: int | None = None) -> list[dict[str, Any]]:
