@@ -432,8 +432,14 @@ def test_the_step_run_again_merges_the_changed_images_into_the_table_on_s3(step_
     assert summary["files_unchanged"] == SAMPLE_SIZE - 1
     assert summary["table_rows"] == SAMPLE_SIZE + 1
     assert summary["table_version"] == 1
-    log = bucket_keys(f"{DATA}/04_feature/image_features/_delta_log/")
-    assert f"{DATA}/04_feature/image_features/_delta_log/00000000000000000001.json" in log
+    log = f"{DATA}/04_feature/image_features/_delta_log"
+    assert f"{log}/00000000000000000001.json" in bucket_keys(f"{log}/")
+    # Three rows: merged from the driver by delta-rs, which commits to S3 with conditional writes.
+    entry = boto3.client("s3").get_object(Bucket=BUCKET, Key=f"{log}/00000000000000000001.json")
+    actions = [json.loads(line) for line in entry["Body"].read().decode().splitlines()]
+    (commit,) = [action["commitInfo"] for action in actions if "commitInfo" in action]
+    assert commit["operation"] == "MERGE"
+    assert commit["clientVersion"].startswith("delta-rs.")
 
 
 def test_the_work_ran_in_executor_jvms_of_emrs_spark_release(step_run):
