@@ -10,11 +10,13 @@ real source whose fruit the option's training set has, and prints per source: th
 options that train on studio frames, the same model's accuracy on the studio test images too;
 the candidate the selection chose, its temperature and "not sure" threshold. With
 --real-validates, an option of two sources takes every photo of its real one as validation
-images (`train.selection.validation_source`).
+images (`train.selection.validation_source`). With --beta, each option is trained and measured
+once for each weight of the ImageNet prior given (`train.imagenet_prior.beta`; 0: without it).
 
     python benchmarks/real_photos.py                    # every image
     python benchmarks/real_photos.py --every 2          # every 2nd image of each folder
     python benchmarks/real_photos.py --real-validates --answer-precision 0.95
+    python benchmarks/real_photos.py --beta 0 0.5       # without and with the prior
 """
 
 import argparse
@@ -30,9 +32,9 @@ from fruit_pipeline.config import config_loader
 from fruit_pipeline.contracts import IMAGE_SUFFIXES, INT8_ENGINE, SPLIT, TEST
 from fruit_pipeline.core import feature_model, predictors, quantization
 from fruit_pipeline.core.augmentation import view_key, views_of
-from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
 from fruit_pipeline.core.fruit_names import FruitNames
+from fruit_pipeline.core.imagenet_prior import head_of_weights
 from fruit_pipeline.core.images import ImageRejected, decode_image, frame, open_photo
 from fruit_pipeline.parameters import (
     FRAMINGS,
@@ -43,6 +45,7 @@ from fruit_pipeline.parameters import (
 )
 from fruit_pipeline.pipelines.train.nodes import (
     assign_split,
+    label_prior,
     name_fruits,
     score,
     select_classifier,
@@ -89,11 +92,13 @@ def views(pixels: np.ndarray) -> list[np.ndarray]:
     return [pixels, pixels[:, ::-1], *crops]
 
 
-def feature_onnx(engine: str, cache: str, calibration_folder: Path, framing: str) -> bytes:
-    """The engine's ONNX model; INT8 quantized (if not cached) on a seeded sample of a folder,
-    as featurize calibrates on the images it embeds."""
+def feature_onnx(
+    weights: str, engine: str, cache: str, calibration_folder: Path, framing: str
+) -> bytes:
+    """The engine's ONNX model of the weights; INT8 quantized (if not cached) on a seeded sample
+    of a folder, as featurize calibrates on the images it embeds."""
     if engine != INT8_ENGINE:
-        return feature_model.onnx_feature_model("imagenet", cache)
+        return feature_model.onnx_feature_model(weights, cache)
     paths = sorted(p for p in calibration_folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     sample = np.random.default_rng(quantization.CALIBRATION_SEED).choice(
         len(paths), min(quantization.CALIBRATION_IMAGES, len(paths)), replace=False
@@ -106,7 +111,7 @@ def feature_onnx(engine: str, cache: str, calibration_folder: Path, framing: str
         ]
         return np.stack(pixels).astype(np.float32)
 
-    return feature_model.int8_feature_model("imagenet", cache, calibration)
+    return feature_model.int8_feature_model(weights, cache, calibration)
 
 
 def embed(
@@ -171,12 +176,14 @@ def embed(
 
 
 def named(scored, selection: dict) -> dict[str, float]:
-    """Right (not sure = not right), answered and accuracy of the answers, over the images."""
-    calibrated = softmax(scored.margins, selection["temperature"])
-    answered = calibrated.max(axis=1) >= selection["unknown_threshold"]
-    right = scored.predicted == scored.labels
+    """Right (not sure = not right), answered, accuracy of the answers and of the top answer
+    (with no "not sure"), over the images."""
+    temperature = selection["temperature"]
+    answered = scored.probabilities(temperature).max(axis=1) >= selection["unknown_threshold"]
+    right = scored.predicted(temperature) == scored.labels
     return {
         "images": len(right),
+        "top": float(np.mean(right)),
         "right": float(np.mean(right & answered)),
         "answered": float(np.mean(answered)),
         "accuracy_answered": float(np.mean(right[answered])) if answered.any() else float("nan"),
@@ -187,6 +194,12 @@ def arguments() -> argparse.Namespace:
     """The benchmark's options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=PROJECT_ROOT.parent / "shared" / "models" / feature_model.WEIGHTS_FILE_NAME,
+        help="the MobileNetV2 weights file with its top: the ImageNet prior's head",
+    )
     parser.add_argument("--every", type=int, default=1, help="every n-th image of each folder")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "fruit_pipeline"))
     parser.add_argument("--framing", choices=FRAMINGS, help="default: featurize.framing")
@@ -215,6 +228,12 @@ def arguments() -> argparse.Namespace:
         "--answer-precision",
         type=float,
         help="the threshold: this accuracy of the validation answers (default: as configured)",
+    )
+    parser.add_argument(
+        "--beta",
+        type=float,
+        nargs="+",
+        help="the ImageNet prior's weights to measure (default: as configured; 0: without it)",
     )
     parser.add_argument(
         "--inputs",
@@ -256,9 +275,14 @@ def main() -> None:
         )
         + ("; the real source validates" if args.real_validates else "")
     )
+    betas = args.beta if args.beta is not None else [train.imagenet_prior.beta]
+    print(f"ImageNet prior: beta {', '.join(str(beta) for beta in betas)}")
+    head = head_of_weights(str(args.weights)) if any(betas) else None
     fruit_names = FruitNames.model_validate(parameters["fruit_names"])
     spark = start_spark(dict(config["spark"]))
-    model = feature_onnx(args.engine, args.cache, args.data / SOURCES["studio"], framing)
+    model = feature_onnx(
+        str(args.weights), args.engine, args.cache, args.data / SOURCES["studio"], framing
+    )
     rows = {}
     for source, path in SOURCES.items():
         embedded, milliseconds = embed(
@@ -280,39 +304,58 @@ def main() -> None:
         source: name_fruits(spark.createDataFrame(source_rows, SCHEMA), fruit_names, train)
         for source, source_rows in rows.items()
     }
+    measure(frames, train, betas, head, real_validates=args.real_validates)
+
+
+def measure(
+    frames: dict, train: TrainSettings, betas: list[float], head, *, real_validates: bool
+) -> None:
+    """Train each option with each weight of the prior; print what it names of each held-out
+    real source, and of the studio test images."""
     print(
-        f"{'trained on':<36} | {'held out':<8} | {'images':>6} | {'right':>5} | "
-        f"{'answered':>8} | {'right when answered':>19} | studio test accuracy | "
+        f"{'trained on':<36} | {'beta':>4} | {'held out':<8} | {'images':>6} | {'top-1':>5} | "
+        f"{'right':>5} | {'answered':>8} | {'right when answered':>19} | studio test accuracy | "
         "chosen; temperature, threshold"
     )
-    for name, sources in OPTIONS.items():
+    for (name, sources), beta in ((option, beta) for option in OPTIONS.items() for beta in betas):
         option = name
         training = frames[sources[0]]
         for source in sources[1:]:
             training = training.unionByName(frames[source])
-        settings = train
-        if args.real_validates and len(sources) == 2:
+        prior = train.imagenet_prior.model_copy(update={"beta": beta})
+        settings = train.model_copy(update={"imagenet_prior": prior})
+        if real_validates and len(sources) == 2:
             validating = Path(SOURCES[sources[-1]]).name
             selection = train.selection.model_copy(update={"validation_source": validating})
-            settings = train.model_copy(update={"selection": selection})
+            settings = settings.model_copy(update={"selection": selection})
             option = f"{name} ({sources[-1]} validates)"
         split = assign_split(training, settings).persist()
-        selection = select_classifier(split, settings)
+        option_head = head if beta else None
+        selection = select_classifier(split, settings, option_head)
         classifier, _ = train_classifier(split, selection, settings)
+        prior = label_prior(classifier, option_head, selection["imagenet_prior"])
         fruits = {row[0] for row in training.select("label").distinct().collect()}
         studio = "-"
         if "studio" in sources:
             tested = named(
-                score(classifier, as_vectors(without_views(split.where(f"{SPLIT} = '{TEST}'")))),
+                score(
+                    classifier,
+                    as_vectors(without_views(split.where(f"{SPLIT} = '{TEST}'"))),
+                    prior,
+                ),
                 selection,
             )
-            studio = f"{tested['right']:.3f} right, {tested['accuracy_answered']:.3f} when answered"
+            studio = (
+                f"{tested['top']:.3f} top-1, {tested['right']:.3f} right, "
+                f"{tested['accuracy_answered']:.3f} when answered"
+            )
         for held_out in (s for s in ("grocery", "bowl") if s not in sources):
             held = frames[held_out].where(frames[held_out].label.isin(sorted(fruits)))
             photos = as_vectors(without_views(held))
-            result = named(score(classifier, photos), selection)
+            result = named(score(classifier, photos, prior), selection)
             print(
-                f"{option:<36} | {held_out:<8} | {result['images']:>6} | {result['right']:.3f} | "
+                f"{option:<36} | {beta:>4} | {held_out:<8} | {result['images']:>6} | "
+                f"{result['top']:.3f} | {result['right']:.3f} | "
                 f"{result['answered']:>8.3f} | {result['accuracy_answered']:>19.3f} | {studio} | "
                 f"{selection['chosen']['name']}; T {selection['temperature']:.2f}, "
                 f"threshold {selection['unknown_threshold']:.3f}"

@@ -18,6 +18,8 @@ ENGINE = "engine"
 # its rows' `weights_sha256` is that model's own.
 INT8_ENGINE = "onnxruntime-int8"
 FRAMING = "framing"
+# Classes of the feature model's own ImageNet head, the prior on the classifier's answers.
+IMAGENET_CLASSES = 1000
 # Views of a photo (fruit_pipeline.core.augmentation) that train learns from beside the photo:
 # their embeddings and colour histograms, and the settings that drew them (`none`: no views).
 VIEWS = "views"

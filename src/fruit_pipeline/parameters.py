@@ -9,7 +9,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fruit_pipeline.contracts import INT8_ENGINE
+from fruit_pipeline.contracts import IMAGENET_CLASSES, INT8_ENGINE
 
 
 class Settings(BaseModel):
@@ -130,6 +130,28 @@ class SplitFolders(Settings):
     test: str
 
 
+class ImagenetPriorSettings(Settings):
+    """`train.imagenet_prior`: MobileNetV2's ImageNet head as a prior on the classifier's fruits."""
+
+    beta: float = Field(ge=0)  # the prior's weight (0: the classifier alone)
+    classes: dict[str, tuple[int, ...]]  # each fruit's ImageNet classes, by index in the head
+
+    @model_validator(mode="after")
+    def _classes_of_the_head(self) -> "ImagenetPriorSettings":
+        for fruit, indices in self.classes.items():
+            outside = [index for index in indices if not 0 <= index < IMAGENET_CLASSES]
+            if outside or not indices:
+                raise ValueError(
+                    f"train.imagenet_prior.classes: {fruit!r} needs ImageNet class indices from "
+                    f"0 to {IMAGENET_CLASSES - 1}, not {list(indices)}."
+                )
+        return self
+
+    def classes_of(self, fruit: str) -> tuple[int, ...]:
+        """The ImageNet classes of a fruit (none: it shares what the others leave)."""
+        return self.classes.get(fruit, ())
+
+
 class TrainSettings(Settings):
     """`train`: what it learns, the split, the PCA of the `pca` candidates, the selection, the
     "not sure" rule."""
@@ -143,6 +165,7 @@ class TrainSettings(Settings):
     selection: SelectionSettings
     keep_correct: float = Field(gt=0, le=1)  # share of right answers kept above the threshold...
     answer_precision: float | None = Field(gt=0, le=1)  # ...or, if set, the answers' accuracy
+    imagenet_prior: ImagenetPriorSettings
 
 
 class PredictSettings(Settings):

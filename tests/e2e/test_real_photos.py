@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.helpers import GROCERY, TEST1, new_project, read_features, run
+from fruit_pipeline.core.classifier_export import ExportedClassifier
+from fruit_pipeline.core.imagenet_prior import read_head
+from tests.support.helpers import GROCERY, TEST1, WEIGHTS_FILE, new_project, read_features, run
 
 pytestmark = pytest.mark.shared
 
@@ -70,6 +72,36 @@ def test_train_learns_from_the_views_and_reports_each_source(project):
     # Every grocery photo on the training side brings its views; test photos come alone.
     assert metrics["training_rows"] == metrics["train_images"] + COPIES * (photos - tested)
     assert metrics["train_images"] + metrics["test_images"] == photos + 20
+
+
+def test_train_answers_with_the_imagenet_head_of_its_weights(spark, project):
+    root, _ = project
+    export = ExportedClassifier.load(str(root / "data/06_models/classifier_export.json"))
+    assert export.prior.beta == 0.5
+    assert dict(zip(export.labels, export.prior.label_classes, strict=True)) == {
+        "apple": (948,),
+        "lemon": (951,),
+        "mango": (),
+        "raspberry": (),
+    }
+    head = read_head(str(WEIGHTS_FILE))
+    np.testing.assert_array_equal(export.prior.head.kernel, head.kernel)
+    metrics = json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
+    assert 0 < metrics["accuracy_without_imagenet_prior"] <= 1
+    # The head knows real lemons and apples. Measured on these photos (5 lemons, 28 apples): the
+    # lemons' mean q(lemon) 0.459 against q(apple) 0.001; the apples' q(apple) 0.303 against
+    # q(lemon) 0.132.
+    rows = read_features(spark, root).where("path LIKE '%/grocery/%'").select("path", "features")
+    features = {fruit: [] for fruit in ("Lemon", "Apple")}
+    for row in rows.collect():
+        fruit = Path(row["path"]).parent.name
+        if fruit in features:
+            features[fruit].append(row["features"])
+    q = {
+        fruit: head.probabilities(np.asarray(rows)).mean(axis=0) for fruit, rows in features.items()
+    }
+    assert q["Lemon"][951] > 0.3 and q["Lemon"][951] > 50 * q["Lemon"][948]
+    assert q["Apple"][948] > 1.5 * q["Apple"][951]
 
 
 def test_a_run_with_other_views_is_refused_unless_refreshed(project):

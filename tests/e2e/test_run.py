@@ -200,6 +200,7 @@ def test_kedro_viz_build_lists_the_nodes_of_every_pipeline(tmp_path):
         "train_classifier",
         "evaluate_classifier",
         "identify_feature_model",
+        "load_imagenet_head",
         "export_classifier",
         "plot_confusion_matrix",
         "plot_reliability",

@@ -19,13 +19,16 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegressionModel
 
 from fruit_pipeline.apps.serve.app import ServiceOptions, create_app, load_service
 from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.images import decode_image
-from fruit_pipeline.pipelines.predict.nodes import calibrated_probabilities
+from fruit_pipeline.pipelines.predict.nodes import OFFSETS, calibrated_probabilities
 from fruit_pipeline.pipelines.train.nodes import unknown_threshold
+from fruit_pipeline.spark.imagenet_prior import prior_offsets
+from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors
 from tests.support.helpers import SAMPLE, WEIGHTS_FILE, local_path, read_features
 from tests.support.images import bad_files, encode, fruit
@@ -47,17 +50,22 @@ def trained(trained_sample_project):
 
 @pytest.fixture(scope="module")
 def scored_test_images(spark, trained):
-    """The Spark pipeline's (calibrated) probabilities for the test images, with their features."""
+    """The Spark pipeline's (calibrated) probabilities for the test images with the ImageNet
+    prior, as predict computes them, and the answer they give, with the images' features."""
     project, export = trained
+    assert export.prior is not None
     features = read_features(spark, project)
     test = features.where(features.path.contains("/Test/"))
-    probabilities = calibrated_probabilities(export.temperature)
+    classifier = PipelineModel.load(str(project / "data/06_models/classifier"))
+    columns = stage(classifier, LogisticRegressionModel).numClasses
+    probabilities = calibrated_probabilities(export.temperature, with_prior=True)
     scored = (
-        PipelineModel.load(str(project / "data/06_models/classifier"))
-        .transform(as_vectors(test))
-        .select("path", "label", "predicted_label", probabilities.alias("p"))
+        classifier.transform(as_vectors(test))
+        .withColumn(OFFSETS, prior_offsets(export.prior, columns))
+        .select("path", "label", probabilities.alias("p"))
         .toPandas()
     )
+    scored["predicted_label"] = [export.labels[np.argmax(p)] for p in scored["p"]]
     return scored.merge(test.select("path", "features", "colour").toPandas(), on="path")
 
 

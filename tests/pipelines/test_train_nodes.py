@@ -12,6 +12,7 @@ from fruit_pipeline.contracts import COLOUR_VECTOR, VECTOR
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.fruit_names import FruitNames, UnmappedFolder
+from fruit_pipeline.core.imagenet_prior import ImagenetHead
 from fruit_pipeline.parameters import PredictSettings, TrainSettings
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
@@ -20,6 +21,7 @@ from fruit_pipeline.pipelines.train.nodes import (
     evaluate_classifier,
     export_classifier,
     identify_feature_model,
+    load_imagenet_head,
     name_fruits,
     plot_confusion_matrix,
     precision_threshold,
@@ -53,6 +55,7 @@ PARAMETERS = {
     },
     "keep_correct": 0.99,
     "answer_precision": None,
+    "imagenet_prior": {"beta": 0.5, "classes": {"lemon": [951]}},
 }
 TRAIN = TrainSettings.model_validate(PARAMETERS)
 
@@ -211,7 +214,7 @@ def test_the_block_size_stacks_rows_differently_and_fits_the_same_model(spark):
     # The intercept of the slot kept for unknown labels, which no row has, falls without bound
     # (intercepts are not penalized): the probabilities are what must agree.
     test = as_vectors(split_features.where("split = 'test'"))
-    probabilities = {size: softmax(score(fitted[size], test).margins) for size in fitted}
+    probabilities = {size: softmax(score(fitted[size], test, None).margins) for size in fitted}
     np.testing.assert_allclose(probabilities[0.001], probabilities[32.0], rtol=0, atol=1e-6)
 
 
@@ -472,7 +475,7 @@ def test_an_embedding_candidate_keeps_the_features_scale_and_is_exported_as_spar
     export = ExportedClassifier.from_document(export_classifier(classifier, metrics, {}))
     assert np.array_equal(export.std, np.ones(16))
     test = split_features.where("split = 'test'").orderBy("path")
-    scored = score(classifier, as_vectors(test))
+    scored = score(classifier, as_vectors(test), None)
     spark_probabilities = softmax(scored.margins, selection["temperature"])
     features = np.stack(test.select("features").toPandas()["features"]).astype(np.float64)
     np.testing.assert_allclose(
@@ -626,3 +629,93 @@ def test_equal_top_probabilities_are_answered_together_and_an_unreached_precisio
     best = precision_threshold(top, correct, precision=0.9)
     assert (best["threshold"], best["precision_reached"]) == (0.8, False)
     assert best["answered_accuracy"] == pytest.approx(2 / 3)
+
+
+# Each cluster as a fruit ImageNet has a class for.
+CLASS_OF_CLUSTER = {"kiwi": 948, "lemon": 951, "plum": 950}
+WITH_PRIOR = TrainSettings.model_validate(
+    {
+        **PARAMETERS,
+        "selection": {**PARAMETERS["selection"], "candidates": [PCA_ONLY.selection.candidates[0]]},
+        "imagenet_prior": {
+            "beta": 0.5,
+            "classes": {fruit: [index] for fruit, index in CLASS_OF_CLUSTER.items()},
+        },
+    }
+)
+
+
+def random_head(scale: float, lemon_bias: float = 0.0) -> ImagenetHead:
+    """A seeded 16-feature ImageNet head (its lemon class raised by `lemon_bias`)."""
+    rng = np.random.default_rng(7)
+    bias = np.zeros(1000, dtype=np.float32)
+    bias[CLASS_OF_CLUSTER["lemon"]] = lemon_bias
+    return ImagenetHead(rng.normal(scale=scale, size=(16, 1000)).astype(np.float32), bias)
+
+
+@pytest.fixture(scope="module")
+def trained_with_a_prior(spark):
+    split_features = assign_split(
+        name_fruits(clustered_features(spark), FRUIT_NAMES_OF_CLUSTERS, TRAIN), WITH_PRIOR
+    )
+    head = random_head(scale=0.1)
+    selection = select_classifier(split_features, WITH_PRIOR, head)
+    classifier, inputs = train_classifier(split_features, selection, WITH_PRIOR)
+    return split_features, classifier, inputs, selection
+
+
+def test_the_imagenet_prior_is_recorded_and_moves_the_answers_towards_its_classes(
+    trained_with_a_prior,
+):
+    split_features, classifier, inputs, selection = trained_with_a_prior
+    assert selection["imagenet_prior"] == {
+        "beta": 0.5,
+        "label_classes": {fruit: [index] for fruit, index in CLASS_OF_CLUSTER.items()},
+    }
+    alone = evaluate_classifier(split_features, classifier, inputs, selection)
+    assert alone["accuracy"] == 1.0
+    # A head sure that every image is a lemon: beta log q is 0 for lemon, 0.5 log 1e-6 for the
+    # others, more than the classifier's margins between its clusters.
+    lemons = evaluate_classifier(
+        split_features, classifier, inputs, selection, random_head(0.0, lemon_bias=50.0)
+    )
+    assert lemons["accuracy_without_imagenet_prior"] == 1.0
+    assert lemons["accuracy"] == pytest.approx(1 / 3)
+    assert lemons["confusion_matrix"]["counts"] == [[0, 10, 0], [0, 10, 0], [0, 10, 0]]
+
+
+def test_the_export_and_predict_answer_with_the_prior_as_train_measured(trained_with_a_prior):
+    split_features, classifier, inputs, selection = trained_with_a_prior
+    head = random_head(scale=0.1)
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection, head)
+    document = export_classifier(classifier, metrics, {}, head)
+    export = ExportedClassifier.from_document(document)
+    assert set(export.prior.label_classes) == {(948,), (950,), (951,)}
+    test = split_features.where("split = 'test'").orderBy("path")
+    features = np.stack(test.select("features").toPandas()["features"]).astype(np.float64)
+    probabilities = export.probabilities(features)
+    labels = np.array(export.labels)[probabilities.argmax(axis=1)]
+    truth = np.array([row["label"] for row in test.select("label").collect()])
+    assert np.mean(labels == truth) == pytest.approx(metrics["accuracy"])
+    predictions = predict_labels(
+        test.drop("split"), classifier, selection, PredictSettings(top_labels=3), document
+    )
+    assert list(predictions["predicted_label"]) == list(labels)
+    np.testing.assert_allclose(predictions["probability"], probabilities.max(axis=1), rtol=1e-6)
+    # The same model without its prior answers otherwise: the prior is applied, not ignored.
+    plain = ExportedClassifier.from_document({**document, "imagenet_prior": None})
+    assert not np.allclose(plain.probabilities(features), probabilities, atol=1e-3)
+
+
+def test_the_imagenet_head_is_read_from_the_features_weights_file_or_left_out_with_reason(
+    tmp_path, caplog
+):
+    off = TrainSettings.model_validate({**PARAMETERS, "imagenet_prior": {"beta": 0, "classes": {}}})
+    assert load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, off) is None
+    random = {"weights": None, "weights_sha256": None}
+    assert load_imagenet_head(random, TRAIN) is None
+    assert "random weights" in caplog.text
+    with pytest.raises(ValueError, match="does not name"):
+        load_imagenet_head({"weights": None, "weights_sha256": "a" * 64}, TRAIN)
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        load_imagenet_head({"weights": str(tmp_path / "x.h5"), "weights_sha256": "a" * 64}, TRAIN)

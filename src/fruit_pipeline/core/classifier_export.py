@@ -5,8 +5,8 @@ prediction service reads it. It holds, in the order they apply: the descriptors 
 one vector (the 1280-d embedding, then the colour histogram if the classifier takes it), the
 indices of the features kept (constant ones dropped), the scaler's mean and standard deviation,
 the kept PCA components (none when the classifier takes the scaled features), the multinomial
-logistic regression's coefficients and intercepts, and the temperature that divides its margins
-(fitted on validation images).
+logistic regression's coefficients and intercepts, the temperature that divides its margins
+(fitted on validation images) and the ImageNet prior added to them (none when trained without).
 Besides: the label of each class, the threshold under which the answer is "unknown", the
 feature model it expects (weights checksum, engine, framing) and the training metrics.
 """
@@ -21,8 +21,9 @@ import numpy as np
 from fruit_pipeline.contracts import COLOUR, FEATURES, UNRECORDED_FRAMING
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.colour import colour_histogram
+from fruit_pipeline.core.imagenet_prior import ImagenetPrior
 
-FORMAT = "fruit_pipeline.classifier_export/2"
+FORMAT = "fruit_pipeline.classifier_export/3"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ExportedClassifier:
     unknown_threshold: float
     feature_model: dict[str, Any]
     metrics: dict[str, Any]
+    prior: ImagenetPrior | None = None
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> "ExportedClassifier":
@@ -59,7 +61,7 @@ class ExportedClassifier:
                 f"Not a classifier export of format {FORMAT}: {document.get('format')}. "
                 "Run `kedro run --pipelines train` again to write one."
             )
-        components = document["pca_components"]
+        components, prior = document["pca_components"], document["imagenet_prior"]
         return cls(
             labels=list(document["labels"]),
             descriptors=list(document["descriptors"]),
@@ -73,6 +75,7 @@ class ExportedClassifier:
             unknown_threshold=float(document["unknown_threshold"]),
             feature_model=dict(document["feature_model"]),
             metrics=dict(document["metrics"]),
+            prior=None if prior is None else ImagenetPrior.from_document(prior),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -91,6 +94,7 @@ class ExportedClassifier:
             "unknown_threshold": float(self.unknown_threshold),
             "feature_model": dict(self.feature_model),
             "metrics": dict(self.metrics),
+            "imagenet_prior": None if self.prior is None else self.prior.to_document(),
         }
 
     @classmethod
@@ -115,7 +119,14 @@ class ExportedClassifier:
             self.std > 0, self.std, 1.0
         )
         inputs = scaled if self.components is None else scaled @ self.components
-        return softmax(inputs @ self.coefficients.T + self.intercepts, self.temperature)
+        margins = inputs @ self.coefficients.T + self.intercepts
+        # The embedding comes first in the descriptors: the prior's input.
+        offsets = (
+            0.0
+            if self.prior is None
+            else self.prior.offsets(features[:, : self.prior.head.feature_size], margins.shape[1])
+        )
+        return softmax(margins, self.temperature, offsets)
 
     def answer(self, features: np.ndarray, top: int = 3) -> Answer:
         """The answer for one image's descriptor vector: its label, or None below the threshold."""

@@ -5,6 +5,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pyspark.ml import PipelineModel
+from pyspark.ml.classification import LogisticRegressionModel
 from pyspark.ml.feature import IndexToString
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
@@ -15,8 +16,12 @@ from fruit_pipeline.core import feature_model
 from fruit_pipeline.core.calibration import softmax
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.parameters import FeaturizeSettings, PredictSettings
+from fruit_pipeline.spark.imagenet_prior import prior_offsets
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors
+
+# Each image's ImageNet prior offsets, a label each (fruit_pipeline.core.imagenet_prior).
+OFFSETS = "imagenet_prior_offsets"
 
 
 def featurize_like_the_classifier(
@@ -46,12 +51,19 @@ def predict_labels(
     classifier: PipelineModel,
     classifier_selection: dict[str, Any],
     predict: PredictSettings,
+    classifier_export: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Name the fruit of each image, how sure, and the top labels with their probabilities."""
     labels = stage(classifier, IndexToString).getLabels()
     top = min(predict.top_labels, len(labels))
     scored = classifier.transform(as_vectors(new_image_features))
-    probabilities = calibrated_probabilities(classifier_selection["temperature"])
+    prior = None
+    if classifier_export is not None:
+        prior = ExportedClassifier.from_document(classifier_export).prior
+    if prior is not None:
+        columns = stage(classifier, LogisticRegressionModel).numClasses
+        scored = scored.withColumn(OFFSETS, prior_offsets(prior, columns))
+    probabilities = calibrated_probabilities(classifier_selection["temperature"], prior is not None)
     # (probability, label) pairs sorted by probability, highest first, all inside Spark.
     ranked = F.sort_array(
         F.arrays_zip(
@@ -82,15 +94,18 @@ def predict_labels(
     )
 
 
-def calibrated_probabilities(temperature: float) -> Column:
+def calibrated_probabilities(temperature: float, with_prior: bool) -> Column:
     """Each label's probability: the softmax of the classifier's margins divided by the
-    temperature fitted in `train` (the export's own calibration, in the Python workers)."""
+    temperature fitted in `train`, plus the ImageNet prior's offsets if it has one (the export's
+    own answer, in the Python workers)."""
 
     @F.pandas_udf("array<double>")
-    def calibrated(margins: pd.Series) -> pd.Series:
+    def calibrated(margins: pd.Series, offsets: pd.Series) -> pd.Series:
         if margins.empty:
             return pd.Series([], dtype=object)
-        probabilities = softmax(np.stack(margins.to_numpy()), temperature)
+        added = np.stack(offsets.to_numpy()) if with_prior else 0.0
+        probabilities = softmax(np.stack(margins.to_numpy()), temperature, added)
         return pd.Series(list(probabilities), index=margins.index)
 
-    return calibrated(vector_to_array(RAW_PREDICTION))
+    offsets = F.col(OFFSETS) if with_prior else F.array().cast("array<double>")
+    return calibrated(vector_to_array(RAW_PREDICTION), offsets)

@@ -40,7 +40,13 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 predict_labels,
-                ["new_image_features", "classifier", "classifier_selection", "params:predict"],
+                [
+                    "new_image_features",
+                    "classifier",
+                    "classifier_selection",
+                    "params:predict",
+                    "classifier_export",
+                ],
                 "predictions",
                 name="predict_labels",
             ),

@@ -55,8 +55,16 @@ from fruit_pipeline.core.calibration import fit_temperature, log_loss, reliabili
 from fruit_pipeline.core.classifier_export import ExportedClassifier
 from fruit_pipeline.core.figures import finish_line_chart
 from fruit_pipeline.core.fruit_names import FruitNames
-from fruit_pipeline.parameters import INPUTS, Candidate, SelectionSettings, TrainSettings
+from fruit_pipeline.core.imagenet_prior import ImagenetHead, ImagenetPrior, head_of_weights
+from fruit_pipeline.parameters import (
+    INPUTS,
+    Candidate,
+    ImagenetPriorSettings,
+    SelectionSettings,
+    TrainSettings,
+)
 from fruit_pipeline.spark.feature_table import version_of
+from fruit_pipeline.spark.imagenet_prior import prior_offsets
 from fruit_pipeline.spark.ml_stages import stage
 from fruit_pipeline.spark.pca import as_vectors, fit_scaled_pca, fit_standardizer
 from fruit_pipeline.spark.views import with_views, without_views
@@ -145,9 +153,36 @@ def _draw(seed: int) -> Column:
     return F.abs(F.xxhash64(image, F.lit(seed))) % 1_000_000 / 1_000_000
 
 
-def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[str, Any]:
-    """Fit each candidate on train, score it on validation; keep the best, fit its calibration."""
+def load_imagenet_head(
+    training_feature_model: dict[str, Any], train: TrainSettings
+) -> ImagenetHead | None:
+    """The ImageNet head of the features' weights file, for the prior (None: no prior)."""
+    if train.imagenet_prior.beta == 0:
+        logger.info("train.imagenet_prior.beta is 0: the classifier answers alone.")
+        return None
+    source, checksum = training_feature_model["weights"], training_feature_model["weights_sha256"]
+    if checksum is None:
+        logger.warning(
+            "The features come from random weights (featurize.weights null): they have no "
+            "ImageNet head, the classifier answers without the prior."
+        )
+        return None
+    if source is None:
+        raise ValueError(
+            "train.imagenet_prior needs the weights file the features were made with, which the "
+            f"featurize summary does not name (weights SHA-256 {checksum}): run `kedro run "
+            "--pipelines featurize` with those weights, or set train.imagenet_prior.beta to 0."
+        )
+    return head_of_weights(source)
+
+
+def select_classifier(
+    split_features: DataFrame, train: TrainSettings, imagenet_head: ImagenetHead | None = None
+) -> dict[str, Any]:
+    """Fit each candidate on train, score it on validation (with the ImageNet prior, if any);
+    keep the best, fit its calibration."""
     selection = train.selection
+    prior_record = imagenet_prior_record(split_features, imagenet_head, train.imagenet_prior)
     training = as_vectors(with_views(split_features.where(F.col(SPLIT) == TRAIN))).persist()
     validation = as_vectors(without_views(split_features.where(F.col(SPLIT) == VALIDATION)))
     validation = validation.persist()
@@ -163,7 +198,8 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
         if kind not in inputs_by_kind:
             inputs_by_kind[kind] = fit_inputs(training, *kind, train)
         model, report = fit_classifier(training, inputs_by_kind[kind], candidate, selection)
-        scored = score(model, validation)
+        prior = label_prior(model, imagenet_head, prior_record)
+        scored = score(model, validation, prior)
         name = candidate.name()
         margins[name] = scored
         candidates.append(
@@ -171,8 +207,8 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
                 "name": name,
                 **candidate.model_dump(),
                 **report,
-                "validation_accuracy": float(np.mean(scored.predicted == scored.labels)),
-                "validation_log_loss": log_loss(scored.margins, scored.labels),
+                "validation_accuracy": float(np.mean(scored.predicted() == scored.labels)),
+                "validation_log_loss": log_loss(scored.margins, scored.labels, 1.0, scored.offsets),
                 "seconds": time.perf_counter() - started,
             }
         )
@@ -186,13 +222,13 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
     best = max(candidates, key=lambda c: (c["validation_accuracy"], -c["validation_log_loss"]))
     chosen_candidate = selection.candidates[candidates.index(best)]
     chosen = margins[best["name"]]
-    errors = int(np.sum(chosen.predicted != chosen.labels))
+    errors = int(np.sum(chosen.predicted() != chosen.labels))
     # Without errors on validation, log loss falls as T -> 0: a fit would only make every
     # answer "certain". Then the margins are kept as they are (T = 1).
     fitted = errors >= selection.calibration_min_errors
-    temperature = fit_temperature(chosen.margins, chosen.labels) if fitted else 1.0
-    calibrated = softmax(chosen.margins, temperature)
-    top, correct = calibrated.max(axis=1), chosen.predicted == chosen.labels
+    temperature = fit_temperature(chosen.margins, chosen.labels, chosen.offsets) if fitted else 1.0
+    calibrated = chosen.probabilities(temperature)
+    top, correct = calibrated.max(axis=1), chosen.predicted(temperature) == chosen.labels
     if train.answer_precision is None:
         unknown = unknown_threshold(top, correct, train.keep_correct)
     else:
@@ -204,7 +240,13 @@ def select_classifier(split_features: DataFrame, train: TrainSettings) -> dict[s
         "validation_errors": errors,
         "temperature": temperature,
         "temperature_fitted": fitted,
-        "validation_log_loss_calibrated": log_loss(chosen.margins, chosen.labels, temperature),
+        "validation_log_loss_calibrated": log_loss(
+            chosen.margins, chosen.labels, temperature, chosen.offsets
+        ),
+        "validation_accuracy_without_imagenet_prior": float(
+            np.mean(chosen.margins.argmax(axis=1) == chosen.labels)
+        ),
+        "imagenet_prior": prior_record,
         "validation_source": selection.validation_source,
         "unknown_threshold": unknown["threshold"],
         "unknown_rule": unknown,
@@ -308,24 +350,67 @@ def fit_classifier(
     return PipelineModel([*stages, regression, names]), report
 
 
+def imagenet_prior_record(
+    split_features: DataFrame, head: ImagenetHead | None, settings: ImagenetPriorSettings
+) -> dict[str, Any] | None:
+    """The prior's weight and each label's ImageNet classes, through its fruit (None: no prior;
+    a label is its own fruit where the rows name none)."""
+    if head is None:
+        return None
+    fruit = F.col(FRUIT) if FRUIT in split_features.columns else F.col(LABEL)
+    fruit_of = dict(split_features.select(LABEL, fruit).distinct().collect())
+    return {
+        "beta": settings.beta,
+        "label_classes": {
+            label: list(settings.classes_of(fruit)) for label, fruit in sorted(fruit_of.items())
+        },
+    }
+
+
+def label_prior(
+    model: PipelineModel, head: ImagenetHead | None, record: dict[str, Any] | None
+) -> ImagenetPrior | None:
+    """The ImageNet prior on a fitted classifier's labels, in their order (None: none)."""
+    if head is None or record is None:
+        return None
+    labels = stage(model, IndexToString).getLabels()
+    classes = tuple(tuple(record["label_classes"][label]) for label in labels)
+    return ImagenetPrior(head=head, label_classes=classes, beta=record["beta"])
+
+
 @dataclass(frozen=True)
 class Scored:
     """A model's margins for labelled images, as numpy arrays on the driver."""
 
     margins: np.ndarray  # (images, classes)
+    offsets: np.ndarray | float  # the ImageNet prior's `beta log q` (images, classes), or 0
     truth: list[str]  # the true label of each image
     labels: np.ndarray  # index of each true label in the model's labels, -1 if unknown to it
-    predicted: np.ndarray  # index of the predicted label
     sources: list[str]  # each image's source (empty where the images have none)
 
+    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
+        """The answers' probabilities: the margins / T and the prior's offsets, softmaxed."""
+        return softmax(self.margins, temperature, self.offsets)
 
-def score(model: PipelineModel, images: DataFrame) -> Scored:
-    """The raw margins of a fitted classifier for labelled images."""
+    def predicted(self, temperature: float = 1.0) -> np.ndarray:
+        """The index of each image's answer."""
+        return (self.margins / temperature + self.offsets).argmax(axis=1)
+
+
+def score(model: PipelineModel, images: DataFrame, prior: ImagenetPrior | None) -> Scored:
+    """The raw margins of a fitted classifier for labelled images, and the prior's offsets."""
     known = list(stage(model, IndexToString).getLabels())
     source = F.col(IMAGE_SOURCE) if IMAGE_SOURCE in images.columns else F.lit("")
+    columns = stage(model, LogisticRegressionModel).numClasses
+    offsets = F.lit(None) if prior is None else prior_offsets(prior, columns)
     rows = (
         model.transform(images)
-        .select(LABEL, source.alias(IMAGE_SOURCE), vector_to_array(RAW_PREDICTION).alias("margins"))
+        .select(
+            LABEL,
+            source.alias(IMAGE_SOURCE),
+            vector_to_array(RAW_PREDICTION).alias("margins"),
+            offsets.alias("offsets"),
+        )
         .toPandas()
     )
     margins = np.stack(rows["margins"]) if len(rows) else np.zeros((0, len(known)))
@@ -333,9 +418,9 @@ def score(model: PipelineModel, images: DataFrame) -> Scored:
     labels = np.array([index.get(label, -1) for label in rows[LABEL]], dtype=np.int64)
     return Scored(
         margins=margins,
+        offsets=np.stack(rows["offsets"]) if prior is not None and len(rows) else 0.0,
         truth=list(rows[LABEL]),
         labels=labels,
-        predicted=margins.argmax(axis=1),
         sources=list(rows[IMAGE_SOURCE]),
     )
 
@@ -351,32 +436,35 @@ def evaluate_classifier(
     classifier: PipelineModel,
     classifier_inputs: dict[str, Any],
     classifier_selection: dict[str, Any],
+    imagenet_head: ImagenetHead | None = None,
 ) -> dict[str, Any]:
-    """Test-image metrics of the chosen classifier: accuracy, F1, calibration, unknown answers."""
+    """Test-image metrics of the chosen classifier (with the ImageNet prior, if any): accuracy,
+    F1, calibration, unknown answers."""
     test_images = without_views(split_features.where(F.col(SPLIT) == TEST))
-    scored = score(classifier, as_vectors(test_images))
+    prior = label_prior(classifier, imagenet_head, classifier_selection.get("imagenet_prior"))
+    scored = score(classifier, as_vectors(test_images), prior)
     if not len(scored.labels):
         raise ValueError("No test images: the split left every image in training.")
     names = list(stage(classifier, IndexToString).getLabels())
+    temperature = classifier_selection["temperature"]
+    predicted = scored.predicted(temperature)
     counts = (
-        pd.DataFrame(
-            {"label": scored.truth, "predicted_label": [names[i] for i in scored.predicted]}
-        )
+        pd.DataFrame({"label": scored.truth, "predicted_label": [names[i] for i in predicted]})
         .value_counts()
         .rename("count")
         .reset_index()
     )
-    temperature = classifier_selection["temperature"]
-    calibrated, raw = softmax(scored.margins, temperature), softmax(scored.margins)
+    calibrated, raw = scored.probabilities(temperature), scored.probabilities()
     true_probability = true_label_probability(calibrated, scored.labels)
-    correct = scored.predicted == scored.labels
+    correct = predicted == scored.labels
+    without_prior = scored.margins.argmax(axis=1) == scored.labels
     answered = calibrated.max(axis=1) >= classifier_selection["unknown_threshold"]
     source = classifier_selection["validation_source"]
     chosen_on = "validation images" + (f" (source {source})" if source else "")
     return {
         **classification_metrics(counts),
-        "log_loss": log_loss(scored.margins, scored.labels, temperature),
-        "log_loss_uncalibrated": log_loss(scored.margins, scored.labels),
+        "log_loss": log_loss(scored.margins, scored.labels, temperature, scored.offsets),
+        "log_loss_uncalibrated": log_loss(scored.margins, scored.labels, 1.0, scored.offsets),
         "mean_true_label_probability": float(true_probability.mean()),
         "calibration": {
             "temperature": temperature,
@@ -397,7 +485,8 @@ def evaluate_classifier(
             "answered_share": float(answered.mean()),
             "answered_accuracy": float(correct[answered].mean()) if answered.any() else None,
         },
-        "per_source": per_source(scored.sources, correct, answered),
+        "accuracy_without_imagenet_prior": float(without_prior.mean()),
+        "per_source": per_source(scored.sources, correct, answered, without_prior),
         "selection": classifier_selection,
         "features_version": version_of(split_features),
         "train_images": classifier_inputs["train_images"],
@@ -415,9 +504,11 @@ def evaluate_classifier(
 UNKNOWN_RULE = ("keep_correct", "answer_precision", "precision_reached")
 
 
-def per_source(sources: list[str], correct: np.ndarray, answered: np.ndarray) -> dict[str, Any]:
-    """Each source's test images: accuracy, "right" (a "not sure" counts as not right), the
-    share answered and the accuracy of the answers."""
+def per_source(
+    sources: list[str], correct: np.ndarray, answered: np.ndarray, without_prior: np.ndarray
+) -> dict[str, Any]:
+    """Each source's test images: accuracy (and without the ImageNet prior), "right" (a "not
+    sure" counts as not right), the share answered and the accuracy of the answers."""
     origin = np.asarray(sources)
     report = {}
     for source in sorted(set(sources)):
@@ -426,6 +517,7 @@ def per_source(sources: list[str], correct: np.ndarray, answered: np.ndarray) ->
         report[source] = {
             "images": int(mine.sum()),
             "accuracy": float(right.mean()),
+            "accuracy_without_imagenet_prior": float(without_prior[mine].mean()),
             "right": float((right & sure).mean()),
             "answered_share": float(sure.mean()),
             "answered_accuracy": float(right[sure].mean()) if sure.any() else None,
@@ -513,8 +605,10 @@ def export_classifier(
     classifier: PipelineModel,
     classification_metrics: dict[str, Any],
     training_feature_model: dict[str, Any],
+    imagenet_head: ImagenetHead | None = None,
 ) -> dict[str, Any]:
-    """The fitted classifier as plain numbers, with the feature model it expects and its metrics."""
+    """The fitted classifier as plain numbers, with the ImageNet prior it answers with, the
+    feature model it expects and its metrics."""
     pca = [candidate for candidate in classifier.stages if isinstance(candidate, PCAModel)]
     scaler = stage(classifier, StandardScalerModel)
     regression = stage(classifier, LogisticRegressionModel)
@@ -539,6 +633,7 @@ def export_classifier(
         coefficients=regression.coefficientMatrix.toArray(),
         intercepts=regression.interceptVector.toArray(),
         temperature=selection["temperature"],
+        prior=label_prior(classifier, imagenet_head, selection.get("imagenet_prior")),
         unknown_threshold=selection["unknown_threshold"],
         feature_model=training_feature_model,
         metrics={key: classification_metrics[key] for key in exported_metrics}
