@@ -3,12 +3,16 @@ import numpy as np
 import pytest
 
 from fruit_pipeline.contracts import IMAGENET_CLASSES
+from fruit_pipeline.core import feature_model
+from fruit_pipeline.core.feature_model import INPUT_SIZE
 from fruit_pipeline.core.imagenet_prior import (
     PROBABILITY_FLOOR,
     ImagenetHead,
     ImagenetPrior,
     read_head,
 )
+from fruit_pipeline.core.images import decode_image
+from tests.support.helpers import TEST1, WEIGHTS_FILE
 
 FEATURES = 4
 
@@ -85,3 +89,22 @@ def test_a_weights_file_without_its_top_is_refused_with_what_to_use(tmp_path):
     keras_weights_file(tmp_path / "no_top.h5", with_top=False)
     with pytest.raises(ValueError, match=r"with its top \(\.\.\._1\.0_224\.h5"):
         read_head(str(tmp_path / "no_top.h5"))
+
+
+@pytest.mark.shared
+def test_the_head_on_the_features_gives_keras_own_imagenet_probabilities():
+    if not WEIGHTS_FILE.is_file() or not TEST1.is_dir():
+        pytest.skip(f"needs the weights file at {WEIGHTS_FILE} and the images at {TEST1}")
+    import keras  # noqa: PLC0415
+
+    photos = sorted(TEST1.rglob("*.jpg"))[::5]
+    pixels = np.stack(
+        [decode_image(photo.read_bytes(), INPUT_SIZE, 25_000_000, "pad") for photo in photos]
+    ).astype(np.float32)
+    features = feature_model.build_feature_model(str(WEIGHTS_FILE)).predict(pixels, verbose=0)
+    # Keras' whole network, its own classifier on top, its own preprocessing.
+    whole = keras.applications.MobileNetV2(weights=str(WEIGHTS_FILE), include_top=True)
+    expected = whole.predict(keras.applications.mobilenet_v2.preprocess_input(pixels), verbose=0)
+    found = read_head(str(WEIGHTS_FILE)).probabilities(features)
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-5)
+    assert found.max(axis=1).min() > 0.05  # confident somewhere: not a flat, wrong reading

@@ -1,11 +1,11 @@
 """Probabilities that mean what they say: temperature scaling and how far from calibrated they are.
 
 Temperature scaling divides the classifier's margins by one number T fitted on held-out images
-(the validation split) by minimum log loss: it changes no predicted label, only how sure the
-probabilities are. With the ImageNet prior (fruit_pipeline.core.imagenet_prior), its offsets are
-added to the margins divided by T, and T is fitted on the answers they give together. The
-expected calibration error (ECE) compares, in bins of the top
-probability, the mean confidence with the accuracy.
+(the validation split) by minimum log loss: alone, it changes no predicted label, only how sure
+the probabilities are. With the ImageNet prior (fruit_pipeline.core.imagenet_prior), its offsets
+are added to the margins divided by T, so T also weighs the classifier against the prior, and it
+is fitted on the answers they give together. The expected calibration error (ECE) compares, in
+bins of the top probability, the mean confidence with the accuracy.
 """
 
 import numpy as np

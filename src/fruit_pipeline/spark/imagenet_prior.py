@@ -2,6 +2,8 @@
 
 Each image's `beta log q` per label comes from its 1280 features, which stay in Spark: only the
 offsets, one number a label, reach the driver (train) or the predictions (predict).
+The head (5 MB) travels in the UDF's closure: PySpark broadcasts a pickled UDF over 1 MB rather
+than send it with every task.
 """
 
 import numpy as np

@@ -394,7 +394,7 @@ class Scored:
 
     def predicted(self, temperature: float = 1.0) -> np.ndarray:
         """The index of each image's answer."""
-        return (self.margins / temperature + self.offsets).argmax(axis=1)
+        return self.probabilities(temperature).argmax(axis=1)
 
 
 def score(model: PipelineModel, images: DataFrame, prior: ImagenetPrior | None) -> Scored:
