@@ -710,12 +710,23 @@ def test_the_export_and_predict_answer_with_the_prior_as_train_measured(trained_
 def test_the_imagenet_head_is_read_from_the_features_weights_file_or_left_out_with_reason(
     tmp_path, caplog
 ):
+    names = FRUIT_NAMES_OF_CLUSTERS
     off = TrainSettings.model_validate({**PARAMETERS, "imagenet_prior": {"beta": 0, "classes": {}}})
-    assert load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, off) is None
+    assert (
+        load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, names, off) is None
+    )
     random = {"weights": None, "weights_sha256": None}
-    assert load_imagenet_head(random, TRAIN) is None
+    assert load_imagenet_head(random, names, TRAIN) is None
     assert "random weights" in caplog.text
     with pytest.raises(ValueError, match="does not name"):
-        load_imagenet_head({"weights": None, "weights_sha256": "a" * 64}, TRAIN)
+        load_imagenet_head({"weights": None, "weights_sha256": "a" * 64}, names, TRAIN)
     with pytest.raises(FileNotFoundError, match="not a file"):
-        load_imagenet_head({"weights": str(tmp_path / "x.h5"), "weights_sha256": "a" * 64}, TRAIN)
+        load_imagenet_head(
+            {"weights": str(tmp_path / "x.h5"), "weights_sha256": "a" * 64}, names, TRAIN
+        )
+    # A fruit of the prior's classes that the names file does not give is refused, by its name.
+    misspelt = TrainSettings.model_validate(
+        {**PARAMETERS, "imagenet_prior": {"beta": 0.5, "classes": {"lemmon": [951]}}}
+    )
+    with pytest.raises(ValueError, match=r"\['lemmon'\].*does not list as fruits"):
+        load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, names, misspelt)

@@ -154,9 +154,17 @@ def _draw(seed: int) -> Column:
 
 
 def load_imagenet_head(
-    training_feature_model: dict[str, Any], train: TrainSettings
+    training_feature_model: dict[str, Any], fruit_names: FruitNames, train: TrainSettings
 ) -> ImagenetHead | None:
     """The ImageNet head of the features' weights file, for the prior (None: no prior)."""
+    # A fruit the names file does not give would never meet a label: its classes, silently unused.
+    unknown = sorted(set(train.imagenet_prior.classes) - set(fruit_names.root))
+    if unknown:
+        raise ValueError(
+            f"train.imagenet_prior.classes names {unknown}, which conf/base/"
+            "parameters_fruit_names.yml does not list as fruits: use the fruits' names there "
+            f"({', '.join(sorted(fruit_names.root)[:5])}, ...)."
+        )
     if train.imagenet_prior.beta == 0:
         logger.info("train.imagenet_prior.beta is 0: the classifier answers alone.")
         return None

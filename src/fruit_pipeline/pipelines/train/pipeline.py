@@ -40,7 +40,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 load_imagenet_head,
-                ["training_feature_model", "params:train"],
+                ["training_feature_model", "params:fruit_names", "params:train"],
                 "imagenet_head",
                 name="load_imagenet_head",
             ),
