@@ -44,6 +44,7 @@ from fruit_pipeline.parameters import (
     TrainSettings,
 )
 from fruit_pipeline.pipelines.train.nodes import (
+    PriorHead,
     assign_split,
     label_prior,
     name_fruits,
@@ -331,7 +332,7 @@ def measure(
             option = f"{name} ({sources[-1]} validates)"
         split = assign_split(training, settings).persist()
         option_head = head if beta else None
-        selection = select_classifier(split, settings, option_head)
+        selection = select_classifier(split, settings, PriorHead(option_head))
         classifier, _ = train_classifier(split, selection, settings)
         prior = label_prior(classifier, option_head, selection["imagenet_prior"])
         fruits = {row[0] for row in training.select("label").distinct().collect()}

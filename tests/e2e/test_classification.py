@@ -121,6 +121,20 @@ def test_random_weights_complete_and_name_real_photos_far_worse(
     assert accuracy["real"] - accuracy["random"] >= ACCURACY_GAP, accuracy
 
 
+@pytest.mark.slow
+def test_train_on_random_weights_runs_without_the_prior(photo_features):
+    # Random weights have no ImageNet head: the train pipeline runs to its end, answers with the
+    # classifier alone and exports no prior ("no head" once could not pass between two nodes).
+    root = photo_features["random"]
+    run(root, "train")
+    metrics = json.loads((root / "data/08_reporting/classification_metrics.json").read_text())
+    assert metrics["selection"]["imagenet_prior"] is None
+    assert metrics["accuracy"] == metrics["accuracy_without_imagenet_prior"]
+    export = json.loads((root / "data/06_models/classifier_export.json").read_text())
+    assert export["imagenet_prior"] is None
+    assert export["feature_model"]["weights_sha256"] is None
+
+
 def test_predict_names_new_images_and_rejects_bad_ones(real, test1_images, tmp_path):
     root, _ = real
     new_images = tmp_path / "new"

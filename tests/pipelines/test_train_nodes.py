@@ -16,6 +16,8 @@ from fruit_pipeline.core.imagenet_prior import ImagenetHead
 from fruit_pipeline.parameters import PredictSettings, TrainSettings
 from fruit_pipeline.pipelines.predict.nodes import predict_labels
 from fruit_pipeline.pipelines.train.nodes import (
+    NO_PRIOR,
+    PriorHead,
     assign_split,
     classification_metrics,
     evaluate_classifier,
@@ -659,7 +661,7 @@ def trained_with_a_prior(spark):
         name_fruits(clustered_features(spark), FRUIT_NAMES_OF_CLUSTERS, TRAIN), WITH_PRIOR
     )
     head = random_head(scale=0.1)
-    selection = select_classifier(split_features, WITH_PRIOR, head)
+    selection = select_classifier(split_features, WITH_PRIOR, PriorHead(head))
     classifier, inputs = train_classifier(split_features, selection, WITH_PRIOR)
     return split_features, classifier, inputs, selection
 
@@ -677,7 +679,7 @@ def test_the_imagenet_prior_is_recorded_and_moves_the_answers_towards_its_classe
     # A head sure that every image is a lemon: beta log q is 0 for lemon, 0.5 log 1e-6 for the
     # others, more than the classifier's margins between its clusters.
     lemons = evaluate_classifier(
-        split_features, classifier, inputs, selection, random_head(0.0, lemon_bias=50.0)
+        split_features, classifier, inputs, selection, PriorHead(random_head(0.0, lemon_bias=50.0))
     )
     assert lemons["accuracy_without_imagenet_prior"] == 1.0
     assert lemons["accuracy"] == pytest.approx(1 / 3)
@@ -687,8 +689,8 @@ def test_the_imagenet_prior_is_recorded_and_moves_the_answers_towards_its_classe
 def test_the_export_and_predict_answer_with_the_prior_as_train_measured(trained_with_a_prior):
     split_features, classifier, inputs, selection = trained_with_a_prior
     head = random_head(scale=0.1)
-    metrics = evaluate_classifier(split_features, classifier, inputs, selection, head)
-    document = export_classifier(classifier, metrics, {}, head)
+    metrics = evaluate_classifier(split_features, classifier, inputs, selection, PriorHead(head))
+    document = export_classifier(classifier, metrics, {}, PriorHead(head))
     export = ExportedClassifier.from_document(document)
     assert set(export.prior.label_classes) == {(948,), (950,), (951,)}
     test = split_features.where("split = 'test'").orderBy("path")
@@ -713,10 +715,11 @@ def test_the_imagenet_head_is_read_from_the_features_weights_file_or_left_out_wi
     names = FRUIT_NAMES_OF_CLUSTERS
     off = TrainSettings.model_validate({**PARAMETERS, "imagenet_prior": {"beta": 0, "classes": {}}})
     assert (
-        load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, names, off) is None
+        load_imagenet_head({"weights": "imagenet", "weights_sha256": "a" * 64}, names, off)
+        == NO_PRIOR
     )
     random = {"weights": None, "weights_sha256": None}
-    assert load_imagenet_head(random, names, TRAIN) is None
+    assert load_imagenet_head(random, names, TRAIN) == NO_PRIOR
     assert "random weights" in caplog.text
     with pytest.raises(ValueError, match="does not name"):
         load_imagenet_head({"weights": None, "weights_sha256": "a" * 64}, names, TRAIN)

@@ -153,10 +153,21 @@ def _draw(seed: int) -> Column:
     return F.abs(F.xxhash64(image, F.lit(seed))) % 1_000_000 / 1_000_000
 
 
+@dataclass(frozen=True)
+class PriorHead:
+    """The ImageNet head the prior uses, or None: no prior. Kedro hands no None from one node to
+    the next, so "no prior" travels in this wrapper too."""
+
+    head: ImagenetHead | None = None
+
+
+NO_PRIOR = PriorHead()
+
+
 def load_imagenet_head(
     training_feature_model: dict[str, Any], fruit_names: FruitNames, train: TrainSettings
-) -> ImagenetHead | None:
-    """The ImageNet head of the features' weights file, for the prior (None: no prior)."""
+) -> PriorHead:
+    """The ImageNet head of the features' weights file, for the prior (none: no prior)."""
     # A fruit the names file does not give would never meet a label: its classes, silently unused.
     unknown = sorted(set(train.imagenet_prior.classes) - set(fruit_names.root))
     if unknown:
@@ -167,30 +178,30 @@ def load_imagenet_head(
         )
     if train.imagenet_prior.beta == 0:
         logger.info("train.imagenet_prior.beta is 0: the classifier answers alone.")
-        return None
+        return NO_PRIOR
     source, checksum = training_feature_model["weights"], training_feature_model["weights_sha256"]
     if checksum is None:
         logger.warning(
             "The features come from random weights (featurize.weights null): they have no "
             "ImageNet head, the classifier answers without the prior."
         )
-        return None
+        return NO_PRIOR
     if source is None:
         raise ValueError(
             "train.imagenet_prior needs the weights file the features were made with, which the "
             f"featurize summary does not name (weights SHA-256 {checksum}): run `kedro run "
             "--pipelines featurize` with those weights, or set train.imagenet_prior.beta to 0."
         )
-    return head_of_weights(source)
+    return PriorHead(head_of_weights(source))
 
 
 def select_classifier(
-    split_features: DataFrame, train: TrainSettings, imagenet_head: ImagenetHead | None = None
+    split_features: DataFrame, train: TrainSettings, imagenet_head: PriorHead = NO_PRIOR
 ) -> dict[str, Any]:
     """Fit each candidate on train, score it on validation (with the ImageNet prior, if any);
     keep the best, fit its calibration."""
     selection = train.selection
-    prior_record = imagenet_prior_record(split_features, imagenet_head, train.imagenet_prior)
+    prior_record = imagenet_prior_record(split_features, imagenet_head.head, train.imagenet_prior)
     training = as_vectors(with_views(split_features.where(F.col(SPLIT) == TRAIN))).persist()
     validation = as_vectors(without_views(split_features.where(F.col(SPLIT) == VALIDATION)))
     validation = validation.persist()
@@ -206,7 +217,7 @@ def select_classifier(
         if kind not in inputs_by_kind:
             inputs_by_kind[kind] = fit_inputs(training, *kind, train)
         model, report = fit_classifier(training, inputs_by_kind[kind], candidate, selection)
-        prior = label_prior(model, imagenet_head, prior_record)
+        prior = label_prior(model, imagenet_head.head, prior_record)
         scored = score(model, validation, prior)
         name = candidate.name()
         margins[name] = scored
@@ -444,12 +455,12 @@ def evaluate_classifier(
     classifier: PipelineModel,
     classifier_inputs: dict[str, Any],
     classifier_selection: dict[str, Any],
-    imagenet_head: ImagenetHead | None = None,
+    imagenet_head: PriorHead = NO_PRIOR,
 ) -> dict[str, Any]:
     """Test-image metrics of the chosen classifier (with the ImageNet prior, if any): accuracy,
     F1, calibration, unknown answers."""
     test_images = without_views(split_features.where(F.col(SPLIT) == TEST))
-    prior = label_prior(classifier, imagenet_head, classifier_selection.get("imagenet_prior"))
+    prior = label_prior(classifier, imagenet_head.head, classifier_selection.get("imagenet_prior"))
     scored = score(classifier, as_vectors(test_images), prior)
     if not len(scored.labels):
         raise ValueError("No test images: the split left every image in training.")
@@ -613,7 +624,7 @@ def export_classifier(
     classifier: PipelineModel,
     classification_metrics: dict[str, Any],
     training_feature_model: dict[str, Any],
-    imagenet_head: ImagenetHead | None = None,
+    imagenet_head: PriorHead = NO_PRIOR,
 ) -> dict[str, Any]:
     """The fitted classifier as plain numbers, with the ImageNet prior it answers with, the
     feature model it expects and its metrics."""
@@ -641,7 +652,7 @@ def export_classifier(
         coefficients=regression.coefficientMatrix.toArray(),
         intercepts=regression.interceptVector.toArray(),
         temperature=selection["temperature"],
-        prior=label_prior(classifier, imagenet_head, selection.get("imagenet_prior")),
+        prior=label_prior(classifier, imagenet_head.head, selection.get("imagenet_prior")),
         unknown_threshold=selection["unknown_threshold"],
         feature_model=training_feature_model,
         metrics={key: classification_metrics[key] for key in exported_metrics}
